@@ -1,0 +1,1 @@
+"""The `egan-fill` command line (click only; each command calls one library function)."""

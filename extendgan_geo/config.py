@@ -1,0 +1,122 @@
+"""Settings of a fill run as frozen, self-validating dataclasses.
+
+Defaults live here and nowhere else: the CLI reads them for its `show_default` values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from extendgan_geo.errors import ConfigError
+
+BlendKind = Literal["cosine", "linear", "none"]
+MethodKind = Literal["match", "gan"]
+DeviceKind = Literal["auto", "cpu", "cuda"]
+# Resampling kernels that make sense for bringing a coarse reference onto a fine grid. "nearest" is allowed
+# but never the default: it leaves the reference's 30 m blocks in the fill.
+ResamplingKind = Literal["bilinear", "cubic", "cubic_spline", "lanczos", "average", "nearest"]
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """How the scene is cut into model windows and blended back.
+
+    Attributes:
+        size: window edge in HR pixels (the model's input size).
+        overlap: pixels shared by neighbouring windows.
+        blend: weight profile over the overlap ("cosine" = raised cosine, "linear" = ramp, "none" = flat).
+        batch_size: windows per call of the filler.
+    """
+
+    size: int = 256
+    overlap: int = 64
+    blend: BlendKind = "cosine"
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise ConfigError(f"tile size must be at least 16 px, got {self.size}")
+        if not 0 <= self.overlap <= self.size // 2:
+            raise ConfigError(
+                f"overlap must be in [0, {self.size // 2}] px for a {self.size} px tile, got {self.overlap}"
+            )
+        if self.blend not in get_args(BlendKind):
+            raise ConfigError(f"blend must be one of {get_args(BlendKind)}, got {self.blend!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+
+    @property
+    def stride(self) -> int:
+        """Distance between the origins of neighbouring windows, in px."""
+        return self.size - self.overlap
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How the filled raster is written.
+
+    Attributes:
+        cog: write a Cloud Optimized GeoTIFF (else a tiled GeoTIFF).
+        creation_options: GDAL creation options that override the defaults (e.g. {"compress": "deflate"}).
+        overwrite: replace an existing output file.
+        write_fill_mask: write the `<out>.fillmask.tif` sidecar (0 kept, 1 filled, 2 gap left unfilled).
+        tmpdir: folder for intermediate files; None = the output's folder.
+    """
+
+    cog: bool = True
+    creation_options: dict[str, str] = field(default_factory=dict)
+    overwrite: bool = False
+    write_fill_mask: bool = True
+    tmpdir: str | None = None
+
+
+@dataclass(frozen=True)
+class FillConfig:
+    """Everything that decides what a fill run computes.
+
+    Attributes:
+        indexes: HR bands to fill, 1-based; None = every band that is not alpha.
+        ref_indexes: reference bands paired with `indexes`, 1-based; None = the same count, in order.
+        nodata: override the HR nodata value (None = use the file's).
+        ref_nodata: override the reference nodata value (None = use the file's).
+        mask_layer: layer of the vector mask file (None = its first layer).
+        mask_buffer: grow the gap by this many HR pixels (seams and fuzzy cloud edges).
+        resampling: kernel that warps the reference onto the HR grid.
+        coregister: estimate and remove a global sub-pixel shift of the reference.
+        method: "match" (per-window radiometric matching) or "gan" (the Extend-GAN generator).
+        model: path of a checkpoint for method "gan" (None = the bundled model).
+        device: torch device for learned fillers.
+        match_min_known: share of known pixels in a window at which "match" trusts the window fit fully.
+        tiles: window grid and blending.
+    """
+
+    indexes: tuple[int, ...] | None = None
+    ref_indexes: tuple[int, ...] | None = None
+    nodata: float | None = None
+    ref_nodata: float | None = None
+    mask_layer: str | None = None
+    mask_buffer: int = 0
+    resampling: ResamplingKind = "bilinear"
+    coregister: bool = False
+    method: MethodKind = "match"
+    model: str | None = None
+    device: DeviceKind = "auto"
+    match_min_known: float = 0.05
+    tiles: TileConfig = field(default_factory=TileConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("indexes", "ref_indexes"):
+            value = getattr(self, name)
+            if value is not None and (not value or min(value) < 1):
+                raise ConfigError(f"{name} must be 1-based band numbers, got {value}")
+        if self.mask_buffer < 0:
+            raise ConfigError(f"mask buffer must be >= 0 px, got {self.mask_buffer}")
+        if self.resampling not in get_args(ResamplingKind):
+            raise ConfigError(f"resampling must be one of {get_args(ResamplingKind)}, got {self.resampling!r}")
+        if self.method not in get_args(MethodKind):
+            raise ConfigError(f"method must be one of {get_args(MethodKind)}, got {self.method!r}")
+        if self.device not in get_args(DeviceKind):
+            raise ConfigError(f"device must be one of {get_args(DeviceKind)}, got {self.device!r}")
+        if not 0.0 < self.match_min_known <= 1.0:
+            raise ConfigError(f"match_min_known must be in (0, 1], got {self.match_min_known}")

@@ -1,0 +1,60 @@
+"""The filler interface shared by the non-learned matcher and learned generators (numpy in, numpy out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """A batch of windows handed to a filler.
+
+    Attributes:
+        hr: (N, C, T, T) float32 HR values in file units, 0 inside the gap.
+        ref: (N, C_ref, T, T) float32 reference on the HR grid in its own units, NaN where it has no data.
+        gap: (N, 1, T, T) bool, True where the pixel must be filled.
+        origins: (N, 2) int64 scene (row, col) of each window's top-left pixel; windows smaller than T (small
+            scenes) are padded by reflection, so `origins` + index can lie outside the scene there.
+    """
+
+    hr: np.ndarray
+    ref: np.ndarray
+    gap: np.ndarray
+    origins: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.hr.shape[0])
+
+
+@runtime_checkable
+class Filler(Protocol):
+    """Predicts HR-band values for a batch of windows.
+
+    Attributes:
+        name: short name recorded in provenance tags ("match", "gan", ...).
+        bands: HR band count it expects, or None for any.
+        ref_bands: reference band count it expects, or None for any.
+        tile: window edge it needs, or None for any.
+        model_hash: sha256 of the weights, or "" for non-learned fillers.
+    """
+
+    name: str
+    bands: int | None
+    ref_bands: int | None
+    tile: int | None
+    model_hash: str
+
+    def prepare(self, sample: TileBatch) -> None:
+        """See a sparse sample of the scene once before the first window (may do nothing)."""
+        ...
+
+    def __call__(self, batch: TileBatch) -> np.ndarray:
+        """Predict the windows of `batch`.
+
+        Returns:
+            (N, C, T, T) float32 in HR file units; NaN where no prediction can be made.
+        """
+        ...

@@ -1,0 +1,206 @@
+"""Gap sources given with --mask: polygons from a vector file, or a raster mask, on the HR grid.
+
+Polygons are read once (only those near the scene), reprojected to the HR CRS, repaired with `make_valid`
+and rasterized per row strip with the pixel-centre rule (GDAL's default), so a polygon that traces pixel edges
+gives exactly those pixels whatever CRS it was drawn in. A raster mask (non-zero = gap) is warped onto the HR
+grid with nearest resampling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Protocol
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+
+from extendgan_geo.errors import InputError
+from extendgan_geo.io.raster import open_raster, require_crs
+from extendgan_geo.io.reference import footprint_overlap
+
+logger = logging.getLogger(__name__)
+
+VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml", ".sqlite", ".zip", ".parquet")
+
+
+class GapSource(Protocol):
+    """Anything that says which HR pixels of a row strip are gaps."""
+
+    description: str
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start, width) bool, True where the source marks a gap."""
+        ...
+
+    def close(self) -> None:
+        """Release files."""
+        ...
+
+
+class VectorGaps:
+    """Polygons of a vector file, on the HR grid.
+
+    Attributes:
+        description: file and layer, for provenance.
+        count: number of geometries kept (those near the scene).
+    """
+
+    def __init__(self, path: str, layer: str | None, hr: DatasetReader) -> None:
+        import geopandas as gpd
+        import pyogrio
+        from shapely import STRtree, make_valid
+
+        layers = _vector_layers(path)
+        if layer is None:
+            layer = layers[0]
+        elif layer not in layers:
+            raise InputError(
+                f"mask file {path!r} has no layer {layer!r}; expected one of {layers}: pass it with --mask-layer"
+            )
+        info = pyogrio.read_info(path, layer=layer)
+        if info.get("crs") is None:
+            raise InputError(
+                f"mask layer {layer!r} of {path!r} has no CRS; expected one: set it, e.g. "
+                "`ogr2ogr -a_srs EPSG:XXXX fixed.gpkg in.gpkg`"
+            )
+        bbox = transform_bounds(hr.crs, info["crs"], *hr.bounds, densify_pts=21)
+        frame = gpd.read_file(path, layer=layer, engine="pyogrio", bbox=bbox)
+        if info.get("features", 0) == 0:
+            raise InputError(f"mask layer {layer!r} of {path!r} has no features; expected gap polygons")
+        geoms = frame.to_crs(hr.crs).geometry
+        geoms = geoms[~(geoms.is_empty | geoms.isna())]
+        self.geoms = np.asarray(make_valid(np.asarray(geoms.values)))
+        self.tree = STRtree(self.geoms)
+        self.transform = hr.transform
+        self.width = hr.width
+        self.count = len(self.geoms)
+        self.description = f"{os.path.basename(path)}:{layer}"
+        if self.count == 0:
+            warnings.warn(
+                f"no polygon of mask layer {layer!r} in {path!r} lies on the HR raster "
+                f"(HR bounds {tuple(round(v, 3) for v in hr.bounds)} in {hr.crs}); only the HR's own nodata is filled",
+                UserWarning,
+                stacklevel=3,
+            )
+        logger.info("mask %s: %d geometries near the scene", self.description, self.count)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rasterize the polygons over scene rows [start, stop) (pixel-centre rule).
+
+        Returns:
+            (stop - start, width) bool, True inside a polygon.
+        """
+        window = Window(0, start, self.width, stop - start)
+        shape = (stop - start, self.width)
+        if self.count == 0:
+            return np.zeros(shape, dtype=bool)
+        from shapely import box
+
+        t = window_transform(window, self.transform)
+        xs, ys = zip(t * (0, 0), t * (shape[1], shape[0]), strict=True)
+        hits = self.tree.query(box(min(xs), min(ys), max(xs), max(ys)))
+        if len(hits) == 0:
+            return np.zeros(shape, dtype=bool)
+        return geometry_mask(self.geoms[hits], out_shape=shape, transform=t, invert=True)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class RasterGaps:
+    """A raster mask (non-zero = gap) on any grid, warped onto the HR grid with nearest resampling."""
+
+    def __init__(self, path: str, hr: DatasetReader) -> None:
+        self.src = open_raster(path, "mask raster")
+        require_crs(self.src, "mask raster")
+        footprint_overlap(hr, self.src, "mask raster")
+        self.vrt = WarpedVRT(
+            self.src,
+            crs=hr.crs,
+            transform=hr.transform,
+            width=hr.width,
+            height=hr.height,
+            resampling=Resampling.nearest,  # a mask is categorical: never interpolate it
+            nodata=0,
+            tolerance=1e-9,
+        )
+        self.width = hr.width
+        self.description = os.path.basename(path)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Warped mask of scene rows [start, stop): (rows, width) bool, True where non-zero and valid."""
+        data = self.vrt.read(1, window=Window(0, start, self.width, stop - start), masked=True)
+        return np.ma.filled(data != 0, False)
+
+    def close(self) -> None:
+        """Close the files."""
+        self.vrt.close()
+        self.src.close()
+
+
+def _vector_layers(path: str) -> list[str]:
+    """Layer names of a vector file.
+
+    Raises:
+        InputError: the file is not a readable vector data source or has no layers.
+    """
+    import pyogrio
+
+    try:
+        layers = [str(row[0]) for row in pyogrio.list_layers(path)]
+    except Exception as exc:  # pyogrio raises DataSourceError and plain OSError subclasses
+        raise InputError(
+            f"mask file {path!r} is not a vector file GDAL/OGR can read ({str(exc).splitlines()[0]}); "
+            "expected a GeoPackage, Shapefile or GeoJSON of gap polygons, or a mask raster"
+        ) from exc
+    if not layers:
+        raise InputError(f"mask file {path!r} has no layers; expected gap polygons")
+    return layers
+
+
+def _is_vector(path: str) -> bool:
+    """Guess whether `path` holds vectors (True) or a raster (False)."""
+    if path.lower().endswith(VECTOR_SUFFIXES):
+        if path.lower().endswith(".gpkg"):
+            import pyogrio
+
+            try:
+                return len(pyogrio.list_layers(path)) > 0
+            except Exception:  # not readable as vectors: let the raster path report the error
+                return False
+        return True
+    try:
+        with rasterio.open(path):
+            return False
+    except rasterio.errors.RasterioIOError:
+        return True
+
+
+def open_gap_source(path: str, *, layer: str | None, hr: DatasetReader) -> GapSource:
+    """Open a --mask file as polygons or as a raster mask.
+
+    Args:
+        path: vector file (GeoPackage, Shapefile, GeoJSON, ...) or raster mask.
+        layer: vector layer name (None = first layer).
+        hr: the HR dataset that defines the grid.
+
+    Raises:
+        InputError: missing, unreadable, empty, without CRS, or unknown layer.
+        GridMismatchError: a raster mask does not overlap the HR raster.
+    """
+    if not os.path.exists(path):
+        raise InputError(f"mask file {path!r} does not exist; expected gap polygons or a mask raster")
+    if _is_vector(path):
+        return VectorGaps(path, layer, hr)
+    if layer is not None:
+        raise InputError(f"--mask-layer {layer!r} was given but {path!r} is a raster; drop --mask-layer")
+    return RasterGaps(path, hr)

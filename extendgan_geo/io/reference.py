@@ -1,0 +1,237 @@
+"""The reference on the HR grid: any CRS, resolution and dtype, nodata kept as NaN.
+
+The HR grid is the target and never moves. A coarse reference (e.g. Landsat at 30 m under a 1-4 m HR grid) is
+warped by GDAL, with the chosen kernel, once onto an intermediate grid aligned with the HR grid but `factor`
+times coarser (still at least 2x finer than the reference), and stored in a temporary tiled GeoTIFF. Windows are
+then upsampled from it with bilinear weights that depend only on global pixel positions. So a pixel's reference
+value never depends on which window asked for it (per-window warps are not tile-invariant, rasterio#2839), and
+the expensive warp runs over 1/factor^2 of the pixels. A reference less than 4x coarser is warped directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+import rasterio
+import rasterio.shutil
+from rasterio.coords import disjoint_bounds
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from extendgan_geo.errors import BandMismatchError, GridMismatchError
+from extendgan_geo.io.raster import alpha_band, check_indexes, require_crs
+
+logger = logging.getLogger(__name__)
+
+
+def _fmt_bounds(bounds: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
+
+
+def footprint_overlap(hr: DatasetReader, other: DatasetReader, role: str) -> float:
+    """Share of the HR footprint covered by another raster's bounding box.
+
+    Args:
+        hr: the HR dataset (its CRS is the target).
+        other: the other raster.
+        role: name of the other raster in messages.
+
+    Returns:
+        Covered fraction of the HR bounding box, in (0, 1].
+
+    Raises:
+        GridMismatchError: the footprints are disjoint.
+    """
+    other_bounds = transform_bounds(other.crs, hr.crs, *other.bounds, densify_pts=21)
+    if disjoint_bounds(hr.bounds, other_bounds):
+        raise GridMismatchError(
+            f"{role} {other.name!r} does not overlap the HR raster: {role} bounds {_fmt_bounds(other.bounds)} "
+            f"in {other.crs} are {_fmt_bounds(other_bounds)} in the HR CRS {hr.crs}, HR bounds are "
+            f"{_fmt_bounds(tuple(hr.bounds))}; expected the same area: check both files' CRS"
+        )
+    left, bottom, right, top = hr.bounds
+    ix = max(0.0, min(right, other_bounds[2]) - max(left, other_bounds[0]))
+    iy = max(0.0, min(top, other_bounds[3]) - max(bottom, other_bounds[1]))
+    return float(ix * iy / ((right - left) * (top - bottom)))
+
+
+def default_ref_indexes(ref: DatasetReader, nbands: int) -> tuple[int, ...]:
+    """Reference bands to pair with `nbands` HR bands when the user gave none.
+
+    Raises:
+        BandMismatchError: the reference has fewer usable bands than needed, or more (ambiguous).
+    """
+    usable = [i for i in ref.indexes if i != alpha_band(ref)]
+    if len(usable) == nbands:
+        return tuple(usable)
+    raise BandMismatchError(
+        f"the reference has {len(usable)} band(s) and {nbands} HR band(s) are filled; expected a band mapping: "
+        f"pass --ref-bidx with {nbands} reference band number(s), e.g. --ref-bidx 2,3,4,5 for Landsat-8/9 B,G,R,NIR"
+    )
+
+
+def upsample_weights(start: int, length: int, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation from a grid `factor` times coarser, for HR pixels [start, start + length).
+
+    The coarse grid has one extra cell before the HR origin, so HR pixel i (centre i + 0.5) sits at coarse
+    position (i + 0.5) / factor + 0.5 in cell-centre units.
+
+    Returns:
+        Left coarse index (length,), its weight (length,) and the first coarse index used.
+    """
+    pos = (np.arange(start, start + length, dtype=np.float64) + 0.5) / factor + 0.5
+    left = np.floor(pos - 0.5).astype(np.int64)
+    frac = pos - 0.5 - left
+    return left, 1.0 - frac, int(left[0])
+
+
+@dataclass
+class RefGrid:
+    """The reference warped onto the HR grid.
+
+    Attributes:
+        indexes: reference bands read, 1-based, in HR band order.
+        shift: (dx, dy) applied to the reference, in HR pixels (non-zero after co-registration).
+        overlap: share of the HR footprint that the reference's bounding box covers.
+        factor: HR pixels per intermediate pixel (1 = direct warp to the HR grid).
+        nearest: upsample with nearest instead of bilinear weights.
+    """
+
+    source: WarpedVRT | rasterio.io.DatasetReader
+    indexes: tuple[int, ...]
+    shift: tuple[float, float]
+    overlap: float
+    factor: int
+    nearest: bool
+    tmp: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        ref: DatasetReader,
+        hr: DatasetReader,
+        *,
+        indexes: tuple[int, ...],
+        nodata: float | None,
+        resampling: str,
+        shift: tuple[float, float] = (0.0, 0.0),
+        tmpdir: str | None = None,
+    ) -> RefGrid:
+        """Warp `ref` onto the grid of `hr`.
+
+        Args:
+            ref: the reference dataset.
+            hr: the HR dataset that defines the grid.
+            indexes: reference bands to read, 1-based.
+            nodata: reference nodata override; None = the file's.
+            resampling: a rasterio Resampling name.
+            shift: (dx, dy) in HR pixels to move the reference by (from co-registration).
+            tmpdir: folder for the intermediate file (None = the system's).
+
+        Raises:
+            InputError: the reference is not georeferenced.
+            GridMismatchError: the footprints are disjoint.
+            BandMismatchError: a band index is out of range.
+        """
+        require_crs(ref, "reference")
+        check_indexes(indexes, ref.count, "reference", "--ref-bidx")
+        overlap = footprint_overlap(hr, ref, "reference")
+        src_transform = ref.transform
+        if shift != (0.0, 0.0):
+            # Move the reference by the estimated shift, expressed in HR pixels along the HR grid axes.
+            dx = shift[0] * hr.transform.a + shift[1] * hr.transform.b
+            dy = shift[0] * hr.transform.d + shift[1] * hr.transform.e
+            src_transform = Affine.translation(dx, dy) * ref.transform
+        factor = _factor(ref, hr)
+        # The intermediate grid: HR-aligned, `factor` x coarser, one cell of margin on each side.
+        transform = hr.transform * Affine.translation(-factor, -factor) * Affine.scale(factor)
+        width, height = math.ceil(hr.width / factor) + 2, math.ceil(hr.height / factor) + 2
+        vrt = WarpedVRT(
+            ref,
+            src_transform=src_transform,
+            crs=hr.crs,
+            transform=transform if factor > 1 else hr.transform,
+            width=width if factor > 1 else hr.width,
+            height=height if factor > 1 else hr.height,
+            resampling=Resampling[resampling],
+            src_nodata=nodata if nodata is not None else ref.nodata,
+            nodata=np.nan,  # NaN never collides with a valid value (rasterio#3508)
+            dtype="float32",
+            warp_mem_limit=256,
+        )
+        nearest = resampling == "nearest"
+        if factor == 1:
+            return cls(vrt, tuple(indexes), shift, overlap, factor, nearest)
+        tmp = _materialize(vrt, indexes, tmpdir)
+        vrt.close()
+        logger.info("reference warped once to a %dx%d grid (%d HR px per cell)", width, height, factor)
+        return cls(rasterio.open(tmp), tuple(range(1, len(indexes) + 1)), shift, overlap, factor, nearest, tmp)
+
+    def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """Read the reference under an HR window.
+
+        Returns:
+            (bands, height, width) float32, NaN where the reference has no data.
+        """
+        if self.factor == 1:
+            # dst nodata is NaN, so a plain read already marks missing pixels; masked=True would warp twice.
+            window = Window(col_off, row_off, width, height)
+            return self.source.read(indexes=list(self.indexes), window=window)
+        f = self.factor
+        ry, wy, r0 = upsample_weights(row_off, height, f)
+        cx, wx, c0 = upsample_weights(col_off, width, f)
+        rows, cols = int(ry[-1]) - r0 + 2, int(cx[-1]) - c0 + 2
+        coarse = self.source.read(indexes=list(self.indexes), window=Window(c0, r0, cols, rows))
+        ry, cx = ry - r0, cx - c0
+        if self.nearest:
+            return coarse[:, np.where(wy >= 0.5, ry, ry + 1)][:, :, np.where(wx >= 0.5, cx, cx + 1)]
+        # Separable linear interpolation; NaN (no data) in any contributing cell gives NaN.
+        a = coarse[:, ry] * wy[None, :, None].astype(np.float32)
+        a += coarse[:, ry + 1] * (1 - wy)[None, :, None].astype(np.float32)
+        out = a[:, :, cx] * wx[None, None, :].astype(np.float32)
+        out += a[:, :, cx + 1] * (1 - wx)[None, None, :].astype(np.float32)
+        return out
+
+    def close(self) -> None:
+        """Close the reference view and delete the intermediate file."""
+        self.source.close()
+        if self.tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.tmp)
+
+
+def _factor(ref: DatasetReader, hr: DatasetReader) -> int:
+    """HR pixels per intermediate cell: half the reference/HR resolution ratio, 1 below a ratio of 4."""
+    left, bottom, right, top = transform_bounds(ref.crs, hr.crs, *ref.bounds, densify_pts=21)
+    ref_res = math.sqrt((right - left) * (top - bottom) / (ref.width * ref.height))
+    ratio = ref_res / math.sqrt(abs(hr.transform.determinant))
+    return max(1, int(ratio // 2)) if ratio >= 4 else 1
+
+
+def _materialize(vrt: WarpedVRT, indexes: tuple[int, ...], tmpdir: str | None) -> str:
+    """Write the warped bands to a temporary tiled float32 GeoTIFF and return its path."""
+    fd, path = tempfile.mkstemp(prefix=".egan-ref.", suffix=".tif", dir=tmpdir)
+    os.close(fd)
+    profile = {
+        "driver": "GTiff", "width": vrt.width, "height": vrt.height, "count": len(indexes), "dtype": "float32",
+        "crs": vrt.crs, "transform": vrt.transform, "nodata": np.nan, "tiled": True,
+        "blockxsize": 256, "blockysize": 256, "compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer",
+    }
+    try:
+        with rasterio.open(path, "w", **profile) as dst:
+            for _, window in dst.block_windows(1):
+                dst.write(vrt.read(indexes=list(indexes), window=window), window=window)
+    except Exception:
+        os.remove(path)
+        raise
+    return path
