@@ -228,6 +228,7 @@ class _Engine:
         self.result = FillResult(None, (height, width), method=inputs.filler.name, shift=inputs.ref.shift)
         self.result.windows_total = self.grid.count
         self.seconds = self.result.seconds
+        self.alpha_max = 0.0
 
     def windows(self, i: int) -> list[int]:
         """Read what window row `i` needs and return the column offsets of its windows to compute."""
@@ -279,8 +280,8 @@ class _Engine:
         dtype = np.dtype(hr.src.dtypes[0])
         for k, band in enumerate(hr.indexes):
             out[band - 1][filled] = cast_to_dtype(values[k][filled], dtype, hr.nodata)
-        if hr.alpha is not None:
-            out[hr.alpha - 1][filled] = np.iinfo(dtype).max if dtype.kind in "iu" else 1
+        if hr.alpha is not None and filled.any():
+            out[hr.alpha - 1][filled] = self._opaque(data[hr.alpha - 1], dtype)
         codes = np.where(filled, FILLED, np.where(gap, UNFILLED, KEPT)).astype(np.uint8)
         n_gap, n_filled = int(gap.sum()), int(filled.sum())
         self.result.gap_pixels += n_gap
@@ -288,6 +289,11 @@ class _Engine:
         self.result.unfilled_pixels += n_gap - n_filled
         out_mask = None if mask is None else np.where(filled, np.uint8(255), mask)
         return out, codes, out_mask
+
+    def _opaque(self, alpha: np.ndarray, dtype: np.dtype) -> float:
+        """The alpha value that means opaque in this file: the largest seen so far, else 255."""
+        self.alpha_max = max(self.alpha_max, float(alpha.max(initial=0)))
+        return self.alpha_max or 255.0
 
     def rows(self) -> Iterator[tuple[int, int]]:
         """Walk the window rows; yield (start, stop) of each run of finished rows, block-aligned."""

@@ -55,7 +55,7 @@ def estimate_shift(
     data = hr.src.read(list(hr.indexes), out_shape=(len(hr.indexes), *shape), resampling=Resampling.average)
     mask = hr.src.read_masks(1, out_shape=shape) if hr.internal_mask else None
     hr_valid = ~hr.holes(_full_count(hr, data), mask)
-    transform = hr.src.transform * Affine.scale(width / shape[1], height / shape[0])
+    transform = hr.src.transform @ Affine.scale(width / shape[1], height / shape[0])
     with WarpedVRT(
         ref,
         crs=hr.src.crs,

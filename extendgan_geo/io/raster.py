@@ -114,6 +114,10 @@ class HrRaster:
             if indexes is None:
                 indexes = tuple(i for i in src.indexes if i != alpha)
             check_indexes(indexes, src.count, "HR raster", "--bidx")
+            if alpha in indexes:
+                # A band the user asked to fill is data, whatever its colour interpretation says
+                # (4-band uint8 B,G,R,NIR files are often tagged RGBA).
+                alpha = None
         except Exception:
             src.close()
             raise

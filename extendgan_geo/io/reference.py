@@ -151,10 +151,10 @@ class RefGrid:
             # Move the reference by the estimated shift, expressed in HR pixels along the HR grid axes.
             dx = shift[0] * hr.transform.a + shift[1] * hr.transform.b
             dy = shift[0] * hr.transform.d + shift[1] * hr.transform.e
-            src_transform = Affine.translation(dx, dy) * ref.transform
+            src_transform = Affine.translation(dx, dy) @ ref.transform
         factor = _factor(ref, hr)
         # The intermediate grid: HR-aligned, `factor` x coarser, one cell of margin on each side.
-        transform = hr.transform * Affine.translation(-factor, -factor) * Affine.scale(factor)
+        transform = hr.transform @ Affine.translation(-factor, -factor) @ Affine.scale(factor)
         width, height = math.ceil(hr.width / factor) + 2, math.ceil(hr.height / factor) + 2
         vrt = WarpedVRT(
             ref,
