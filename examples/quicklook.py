@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--bands", default="3,2,1")
     parser.add_argument("--ref-bands", default=None, help="bands for rasters whose name contains 'ref'")
     parser.add_argument("--titles", default=None)
-    parser.add_argument("--outline", default=None, help="fill-mask raster: outline the filled pixels (value 1)")
+    parser.add_argument("--outline", default=None, help="fill-mask raster: outline the filled pixels (value 1) on the first panel")
+    parser.add_argument("--width", type=int, default=0, help="shrink the picture to this width, px")
     args = parser.parse_args()
     bands = [int(b) for b in args.bands.split(",")]
     ref_bands = [int(b) for b in args.ref_bands.split(",")] if args.ref_bands else bands
@@ -49,12 +50,17 @@ def main() -> None:
         panels = [read_rgb(p, ref_bands if "ref" in p.split("/")[-1] else bands, first) for p in args.rasters]
     lo = np.nanpercentile(panels[0], 2, axis=(1, 2))
     hi = np.nanpercentile(panels[0], 98, axis=(1, 2))
-    images = [stretch(p, lo, hi) for p in panels]
+    images = []
+    for path, panel in zip(args.rasters, panels, strict=True):
+        if "ref" in path.split("/")[-1]:  # another sensor: its own stretch
+            images.append(stretch(panel, np.nanpercentile(panel, 2, axis=(1, 2)), np.nanpercentile(panel, 98, axis=(1, 2))))
+        else:
+            images.append(stretch(panel, lo, hi))
     if args.outline:
         with rasterio.open(args.outline) as src:
             filled = src.read(1) == 1
         edge = filled & ~np.pad(filled, 1, mode="edge")[2:, 1:-1] | filled & ~np.pad(filled, 1, mode="edge")[1:-1, 2:]
-        images[-1][edge] = (255, 255, 0)
+        images[0][edge] = (255, 0, 255)
     h, w = images[0].shape[:2]
     pad, top = 8, 22
     canvas = Image.new("RGB", (len(images) * (w + pad) + pad, h + top + pad), "white")
@@ -64,7 +70,9 @@ def main() -> None:
         x = pad + i * (w + pad)
         canvas.paste(Image.fromarray(img), (x, top))
         draw.text((x, 5), title, fill="black")
-    canvas.save(args.out)
+    if args.width and canvas.width > args.width:
+        canvas = canvas.resize((args.width, round(canvas.height * args.width / canvas.width)), Image.LANCZOS)
+    canvas.save(args.out, quality=88) if args.out.lower().endswith((".jpg", ".jpeg")) else canvas.save(args.out)
 
 
 if __name__ == "__main__":

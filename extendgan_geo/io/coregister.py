@@ -1,8 +1,9 @@
 """Optional global co-registration of the reference to the HR raster (--coregister).
 
-The shift is estimated by phase correlation (scikit-image's `phase_cross_correlation`, sub-pixel by upsampled
-DFT) between the band-mean HR image and the band-mean warped reference, both on a common decimated grid, over the
-pixels where both are valid (invalid pixels are set to the valid mean so they add no edges).
+The shift is estimated between the band-mean HR image and the band-mean warped reference on a common decimated
+grid: masked phase correlation (scikit-image's `phase_cross_correlation` with masks, Padfield 2012) gives the
+whole-pixel shift while ignoring holes, then a parabola through the normalised cross-correlation at the
+neighbouring shifts refines it to a fraction of a pixel.
 """
 
 from __future__ import annotations
@@ -75,13 +76,49 @@ def estimate_shift(
             f"--coregister found only {int(both.sum())} pixels valid in both rasters on a {shape} grid; "
             "expected a larger common valid area: drop --coregister"
         )
-    fixed = _flatten(data.astype(np.float64).mean(axis=0), both)
-    moving = _flatten(ref_data.astype(np.float64).mean(axis=0), both)
-    shift, _, _ = phase_cross_correlation(fixed, moving, upsample_factor=20, normalization=None)
-    # phase_cross_correlation returns the (row, col) shift that registers `moving` onto `fixed`.
-    dy, dx = (float(s) * f for s, f in zip(shift, (height / shape[0], width / shape[1]), strict=True))
+    fixed = _flatten(data.astype(np.float64).mean(axis=0), hr_valid)
+    moving = _flatten(ref_data.astype(np.float64).mean(axis=0), ref_valid)
+    coarse = phase_cross_correlation(fixed, moving, reference_mask=hr_valid, moving_mask=ref_valid)[0]
+    shift = [float(s) + _refine(fixed, moving, hr_valid, ref_valid, coarse, axis) for axis, s in enumerate(coarse)]
+    # The shift registers `moving` onto `fixed` as (row, col) on the decimated grid.
+    dy, dx = (s * f for s, f in zip(shift, (height / shape[0], width / shape[1]), strict=True))
     logger.info("co-registration: reference shift dx=%.2f px, dy=%.2f px (HR pixels)", dx, dy)
     return dx, dy
+
+
+def _ncc(fixed: np.ndarray, moving: np.ndarray, fmask: np.ndarray, mmask: np.ndarray, shift: np.ndarray) -> float:
+    """Normalised cross-correlation of `fixed` with `moving` moved by an integer (row, col) shift."""
+    dy, dx = (int(round(v)) for v in shift)
+    moved = np.roll(moving, (dy, dx), axis=(0, 1))
+    mvalid = np.roll(mmask, (dy, dx), axis=(0, 1))
+    both = fmask & mvalid
+    # np.roll wraps around: drop the wrapped rows and columns.
+    if dy > 0:
+        both[:dy] = False
+    elif dy < 0:
+        both[dy:] = False
+    if dx > 0:
+        both[:, :dx] = False
+    elif dx < 0:
+        both[:, dx:] = False
+    a, b = fixed[both], moved[both]
+    if a.size < 16:
+        return -1.0
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
+
+
+def _refine(
+    fixed: np.ndarray, moving: np.ndarray, fmask: np.ndarray, mmask: np.ndarray, coarse: np.ndarray, axis: int
+) -> float:
+    """Sub-pixel offset along `axis` from a parabola through the correlation at coarse - 1, coarse, coarse + 1."""
+    step = np.zeros(2)
+    step[axis] = 1
+    lo, mid, hi = (_ncc(fixed, moving, fmask, mmask, coarse + k * step) for k in (-1, 0, 1))
+    denom = lo - 2 * mid + hi
+    if denom >= 0:  # not a maximum: keep the whole-pixel estimate
+        return 0.0
+    return float(np.clip(0.5 * (lo - hi) / denom, -0.5, 0.5))
 
 
 def _full_count(hr: HrRaster, data: np.ndarray) -> np.ndarray:
