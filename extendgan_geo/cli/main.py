@@ -8,6 +8,7 @@ import click
 
 from extendgan_geo import __version__
 from extendgan_geo.cli.fill import fill
+from extendgan_geo.cli.train import train
 
 
 class DefaultGroup(click.Group):
@@ -33,3 +34,4 @@ def cli(**_: Any) -> None:
 
 
 cli.add_command(fill)
+cli.add_command(train)

@@ -1,31 +1,134 @@
-"""`--method gan`: the Extend-GAN generator behind the filler interface.
+"""`--method gan`: an Extend-GAN generator checkpoint behind the filler interface.
 
-The generator and its checkpoints arrive with the model package (see docs/model.md). Until a checkpoint is
-available this module explains what is missing instead of failing obscurely.
+The reference is first brought to HR radiometry by the same per-window matching as `--method match` (when the
+checkpoint was trained with `ref_input = "matched"`), then both are scaled with the fixed per-band statistics
+stored in the checkpoint, passed through the generator in batches, and scaled back to file units.
 """
 
 from __future__ import annotations
 
-from extendgan_geo.errors import CheckpointError
-from extendgan_geo.fillers.base import Filler
+import logging
+import os
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from extendgan_geo.errors import BandMismatchError, CheckpointError, ConfigError
+from extendgan_geo.fillers.base import TileBatch
+from extendgan_geo.fillers.match import MatchFiller
+from extendgan_geo.scaling import BandScaling
+
+logger = logging.getLogger(__name__)
+
+BUNDLED = "extendgan_geo.weights"
 
 
-def load_gan_filler(model: str | None, *, device: str, bands: int) -> Filler:
-    """Load an Extend-GAN checkpoint as a filler.
+def bundled_model() -> str | None:
+    """Path of the model shipped in the package, or None when there is none."""
+    try:
+        files = resources.files(BUNDLED)
+    except ModuleNotFoundError:
+        return None
+    path = files / "default.safetensors"
+    return str(path) if path.is_file() else None
+
+
+def pick_device(device: str) -> str:
+    """Resolve "auto" to "cuda" when available, else "cpu".
+
+    Raises:
+        ConfigError: "cuda" was asked for and torch sees no GPU.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; expected --device cpu or auto")
+    return device
+
+
+class GanFiller:
+    """A trained generator as a filler.
 
     Args:
-        model: checkpoint path (safetensors + JSON metadata), or None for the bundled model.
+        generator: the torch generator (eval mode).
+        meta: checkpoint metadata.
+        model_hash: sha256 of the checkpoint file.
+        device: torch device name.
+    """
+
+    name = "gan"
+
+    def __init__(self, generator: Any, meta: dict[str, Any], *, model_hash: str, device: str) -> None:
+        self.generator = generator.to(device)
+        self.meta = meta
+        self.model_hash = model_hash
+        self.device = device
+        cfg = meta["generator"]
+        self.bands: int | None = int(cfg["bands"])
+        self.ref_bands: int | None = int(cfg["ref_bands"])
+        # The generator is fully convolutional (it pads to a multiple of 4 itself): any tile works unless the
+        # checkpoint pins one.
+        self.tile: int | None = int(meta["tile"]) if meta.get("tile") else None
+        self.scaling = BandScaling.from_dict(meta["scaling"]["hr"])
+        self.ref_input = meta.get("ref_input", "matched")
+        self.ref_scaling = self.scaling if self.ref_input == "matched" else BandScaling.from_dict(meta["scaling"]["ref"])
+        self.matcher = MatchFiller(self.bands) if self.ref_input == "matched" else None
+
+    def prepare(self, sample: TileBatch) -> None:
+        """Fit the scene-wide radiometric match of the reference (matched-input models)."""
+        if self.matcher is not None:
+            self.matcher.prepare(sample)
+
+    def __call__(self, batch: TileBatch) -> np.ndarray:
+        """Predict the windows: (N, C, T, T) float32 in file units, NaN where the reference has no data."""
+        import torch
+
+        ref = self.matcher(batch) if self.matcher is not None else batch.ref
+        ref_ok = np.isfinite(ref).all(axis=1, keepdims=True)
+        hr = self.scaling.to_model(batch.hr, axis=1)
+        ref_m = np.where(ref_ok, self.ref_scaling.to_model(np.nan_to_num(ref), axis=1), 0.0)
+        gap = batch.gap.astype(np.float32)
+        with torch.inference_mode():
+            out = self.generator(
+                torch.from_numpy(np.ascontiguousarray(hr)).to(self.device),
+                torch.from_numpy(np.ascontiguousarray(ref_m, dtype=np.float32)).to(self.device),
+                torch.from_numpy(gap).to(self.device),
+            )
+        pred = self.scaling.from_model(out.float().cpu().numpy(), axis=1)
+        return np.where(ref_ok, pred, np.float32(np.nan)).astype(np.float32)
+
+
+def load_gan_filler(model: str | None, *, device: str, bands: int) -> GanFiller:
+    """Load an Extend-GAN checkpoint (or the bundled one) as a filler.
+
+    Args:
+        model: checkpoint path, or None for the model shipped in the package.
         device: "auto", "cpu" or "cuda".
         bands: HR band count the run fills.
 
     Raises:
-        CheckpointError: no checkpoint can be loaded.
+        CheckpointError: no checkpoint, or an unreadable one.
+        BandMismatchError: the checkpoint was trained for another band count.
     """
-    try:
-        from extendgan_geo.model.checkpoint import load_filler
-    except ImportError as exc:
+    from extendgan_geo.model.checkpoint import file_sha256, load_generator
+
+    path = model or bundled_model()
+    if path is None:
         raise CheckpointError(
-            "--method gan needs the Extend-GAN model package, which this version does not ship yet; "
-            "expected a trained checkpoint: use --method match"
-        ) from exc
-    return load_filler(model, device=device, bands=bands)
+            "--method gan found no bundled model in this installation; expected a checkpoint: pass --model PATH "
+            "(from `egan-fill train`) or use --method match"
+        )
+    generator, meta = load_generator(path)
+    trained = int(meta["generator"]["bands"])
+    if trained != bands:
+        names = ",".join(meta.get("band_names", [])) or f"{trained} bands"
+        raise BandMismatchError(
+            f"model {os.path.basename(path)!r} was trained for {trained} bands ({names}) but {bands} are selected; "
+            f"expected {trained}: select them with -b/--bidx and --ref-bidx, or train a model for this layout"
+        )
+    filler = GanFiller(generator, meta, model_hash=file_sha256(path), device=pick_device(device))
+    logger.info("gan: %s (%s), device %s", os.path.basename(path), filler.model_hash[:12], filler.device)
+    return filler

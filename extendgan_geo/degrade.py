@@ -1,0 +1,89 @@
+"""Simulated low-resolution references for training on HR imagery alone (numpy/scipy).
+
+`simulate_reference` turns an HR crop into what a coarse sensor of another date might have seen, on the HR grid:
+Gaussian sensor blur (an MTF stand-in), a sub-pixel misregistration, area downsampling by a factor drawn from a
+range, per-band gain and offset, optional band mixing, a smooth haze gradient and noise, then bilinear upsampling
+back to the HR grid (the same interpolation the fill engine uses). All draws come from the caller's `rng`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """Ranges of the simulated degradation (documented in docs/training.md).
+
+    Attributes:
+        factor: (min, max) HR pixels per reference pixel, drawn log-uniformly.
+        blur: Gaussian sigma of the sensor blur, in reference pixels.
+        shift: largest misregistration, in reference pixels (each axis, uniform).
+        gain: (min, max) per-band multiplicative change.
+        offset: largest per-band additive change, as a share of the band's range.
+        mixing: largest off-diagonal band-mixing weight (0 = none).
+        haze: largest haze ramp amplitude across the crop, as a share of the band's range.
+        noise: Gaussian noise sigma, as a share of the band's range, per reference pixel.
+    """
+
+    factor: tuple[float, float] = (2.0, 10.0)
+    blur: float = 0.5
+    shift: float = 0.3
+    gain: tuple[float, float] = (0.85, 1.15)
+    offset: float = 0.05
+    mixing: float = 0.05
+    haze: float = 0.05
+    noise: float = 0.005
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.factor[0] <= self.factor[1]:
+            raise ValueError(f"factor range must satisfy 1 <= min <= max, got {self.factor}")
+
+
+def upsample_bilinear(coarse: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of (C, h, w) cell values to (C, *shape) HR pixels, cells `factor` HR px wide."""
+    rows = (np.arange(shape[0]) + 0.5) / factor - 0.5
+    cols = (np.arange(shape[1]) + 0.5) / factor - 0.5
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    return np.stack([ndimage.map_coordinates(band, [rr, cc], order=1, mode="nearest") for band in coarse])
+
+
+def simulate_reference(
+    hr: np.ndarray, band_range: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig
+) -> tuple[np.ndarray, float]:
+    """Degrade an HR crop into a reference on the same grid.
+
+    Args:
+        hr: (C, H, W) float32 HR values in file units (complete, no holes).
+        band_range: (C,) typical value range per band (e.g. p99 - p1), scales offsets, haze and noise.
+        rng: random generator.
+        cfg: degradation ranges.
+
+    Returns:
+        (C, H, W) float32 reference on the HR grid, and the factor used.
+    """
+    c, h, w = hr.shape
+    factor = float(np.exp(rng.uniform(np.log(cfg.factor[0]), np.log(cfg.factor[1]))))
+    sigma = cfg.blur * factor
+    dy, dx = rng.uniform(-cfg.shift, cfg.shift, 2) * factor
+    blurred = np.stack(
+        [ndimage.shift(ndimage.gaussian_filter(b, sigma, mode="reflect"), (dy, dx), order=1, mode="nearest") for b in hr]
+    )
+    ch, cw = max(1, round(h / factor)), max(1, round(w / factor))
+    # Area average onto the coarse grid (zoom after the blur, which already removed what aliasing would fold).
+    coarse = np.stack([ndimage.zoom(b, (ch / h, cw / w), order=1, grid_mode=True, mode="nearest") for b in blurred])
+    gain = rng.uniform(*cfg.gain, c)[:, None, None]
+    offset = (rng.uniform(-cfg.offset, cfg.offset, c) * band_range)[:, None, None]
+    coarse = coarse * gain + offset
+    if cfg.mixing > 0 and c > 1:
+        mix = np.eye(c) + rng.uniform(-cfg.mixing, cfg.mixing, (c, c)) * (1 - np.eye(c))
+        coarse = np.einsum("ij,jhw->ihw", mix / mix.sum(axis=1, keepdims=True), coarse)
+    yy, xx = np.mgrid[0:ch, 0:cw] / max(ch, cw, 1)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (xx * np.cos(angle) + yy * np.sin(angle))[None]
+    coarse = coarse + rng.uniform(0, cfg.haze) * band_range[:, None, None] * ramp
+    coarse = coarse + rng.normal(0, 1, coarse.shape) * cfg.noise * band_range[:, None, None]
+    return upsample_bilinear(coarse, h / ch, (h, w)).astype(np.float32), factor

@@ -1,0 +1,1 @@
+"""`egan-fill train`: training data from rasters on disk, the GAN training loop, checkpoints."""

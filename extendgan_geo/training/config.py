@@ -1,0 +1,161 @@
+"""Training settings: one frozen dataclass, presets, and loading from TOML with flag overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from extendgan_geo.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (saved in every checkpoint).
+
+    Attributes:
+        hr: HR rasters trained with a simulated reference.
+        pairs: (HR, reference) raster pairs of the same area.
+        bidx: HR bands (1-based; None = all but alpha).
+        ref_bidx: reference bands of the pairs, paired with `bidx`.
+        out: run folder (checkpoints, CSV log, config copy).
+        preset: name of the preset these values started from.
+        width: generator width (32 = the paper's network).
+        disc_width: discriminator width (64 = the authors').
+        larn: LARN on/off (Table II). larn_stats: "paper" or "code".
+        instance_norm: instance norm after each gated convolution (authors' code).
+        residual: the generator predicts a correction to the matched reference (ours; off in "paper"/"code").
+        triplet: triplet loss on/off (Table II). margin: triplet alpha.
+        lambda_adv, lambda_triplet, lambda_rec: loss weights of eq. 12.
+        lr_g, lr_d: Adam learning rates; betas: Adam betas. cosine: cosine-anneal both learning rates to 1 %.
+        epochs: passes over `samples_per_epoch` training samples. batch_size: samples per step.
+        crop: crop edge, px. block: split-block edge, px. val_fraction: share of blocks for validation.
+        val_samples: validation samples per epoch (fixed set).
+        samples_per_epoch: training samples per epoch.
+        factor: simulated-reference downsampling range (HR px per reference px).
+        mask_kinds: training mask layouts. mask_files: user mask rasters (non-zero = gap) for kind "file".
+        seed: seed of the split, the samples and the weights.
+        device: "auto", "cpu" or "cuda". amp: bf16/fp16 autocast on CUDA.
+        workers: DataLoader workers.
+        resume: checkpoint (`last.safetensors`) to continue from.
+    """
+
+    hr: tuple[str, ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
+    bidx: tuple[int, ...] | None = None
+    ref_bidx: tuple[int, ...] | None = None
+    out: str = "runs/egan"
+    preset: str = "small"
+    width: int = 12
+    disc_width: int = 32
+    larn: bool = True
+    larn_stats: str = "paper"
+    instance_norm: bool = False
+    residual: bool = True
+    triplet: bool = True
+    margin: float = 0.1
+    lambda_adv: float = 0.01
+    lambda_triplet: float = 0.1
+    lambda_rec: float = 1.0
+    lr_g: float = 2e-4
+    lr_d: float = 4e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    cosine: bool = True
+    epochs: int = 30
+    batch_size: int = 8
+    crop: int = 128
+    block: int = 256
+    val_fraction: float = 0.2
+    val_samples: int = 64
+    samples_per_epoch: int = 512
+    factor: tuple[float, float] = (2.0, 10.0)
+    mask_kinds: tuple[str, ...] = ("half", "quarter", "rectangle", "seam", "cloud")
+    mask_files: tuple[str, ...] = ()
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 0
+    resume: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.crop % 4 or self.crop < 64:
+            raise ConfigError(f"crop must be a multiple of 4 and >= 64 px, got {self.crop}")
+        if self.epochs < 1 or self.batch_size < 1 or self.samples_per_epoch < self.batch_size:
+            raise ConfigError("epochs and batch_size must be >= 1 and samples_per_epoch >= batch_size")
+        if self.larn_stats not in ("paper", "code"):
+            raise ConfigError(f"larn_stats must be 'paper' or 'code', got {self.larn_stats!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's network and optimisation (Sec. III-A-2): width 32, batch 8, 256 px crops, lr 1e-5 / 1e-4.
+    "paper": {"width": 32, "disc_width": 64, "crop": 256, "block": 512, "batch_size": 8, "lr_g": 1e-5,
+              "lr_d": 1e-4, "epochs": 2400, "samples_per_epoch": 1800, "cosine": False, "residual": False},
+    # The authors' code: instance norm, their LARN statistics, margin 0.3, lr 5e-4 / 1e-3 with cosine decay.
+    "code": {"width": 32, "disc_width": 64, "crop": 256, "block": 512, "batch_size": 8, "lr_g": 5e-4,
+             "lr_d": 1e-3, "epochs": 2400, "samples_per_epoch": 1800, "margin": 0.3, "instance_norm": True,
+             "larn_stats": "code", "cosine": True, "residual": False},
+    # Trains usefully on a 2-core CPU in about an hour.
+    "small": {},
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    tuples = {"hr", "bidx", "ref_bidx", "betas", "factor", "mask_kinds", "mask_files"}
+    if name == "pairs":
+        return tuple(tuple(p) for p in value)
+    if name in tuples and value is not None:
+        return tuple(value)
+    return value
+
+
+def build_config(preset: str, settings: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Preset, then TOML file, then flags (later wins).
+
+    Raises:
+        ConfigError: unknown preset, unreadable file or unknown key.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    values: dict[str, Any] = {**PRESETS[preset], "preset": preset}
+    if settings:
+        try:
+            with open(settings, "rb") as f:
+                values.update(tomllib.load(f).get("train", {}))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read settings {settings!r} ({exc}); expected a TOML file with a [train] table") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown training setting(s) {unknown}; expected some of {sorted(known)}")
+    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def to_toml(cfg: TrainConfig) -> str:
+    """A [train] TOML table with every setting, to reproduce the run."""
+    lines = ["[train]"]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None or f.name == "extra":
+            continue
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "[" + ", ".join(_toml_value(x) for x in v) + "]"

@@ -1,0 +1,211 @@
+"""Training samples from rasters on disk: real HR/reference pairs or HR rasters with a simulated reference.
+
+Each raster is cut into square blocks of `block` px; blocks are assigned to the training or the validation
+split by a seeded hash, and every crop lies inside one block, so no pixel is shared by the two splits. Sample i
+of epoch e is drawn from a generator seeded by (seed, split, epoch, i): the data of a run is a pure function of
+its configuration, which makes resumed runs continue identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from extendgan_geo import masks_synth
+from extendgan_geo.degrade import DegradeConfig, simulate_reference
+from extendgan_geo.errors import InputError
+from extendgan_geo.fillers.match import fit_gain_bias
+from extendgan_geo.io.raster import HrRaster, open_raster
+from extendgan_geo.io.reference import RefGrid
+from extendgan_geo.scaling import BandScaling
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One training raster: an HR file, optionally with a real reference of the same area.
+
+    Attributes:
+        hr: HR raster path.
+        ref: reference raster path, or None to simulate one.
+        indexes: HR bands, 1-based (None = all but alpha).
+        ref_indexes: reference bands paired with `indexes` (None = same count, in order).
+    """
+
+    hr: str
+    ref: str | None = None
+    indexes: tuple[int, ...] | None = None
+    ref_indexes: tuple[int, ...] | None = None
+
+
+@dataclass
+class _Source:
+    spec: SourceSpec
+    hr: HrRaster
+    ref: RefGrid | None
+    blocks: dict[str, list[tuple[int, int]]]
+
+
+def _split_of(path: str, r: int, c: int, seed: int, val_fraction: float) -> str:
+    digest = hashlib.sha256(f"{seed}:{path}:{r}:{c}".encode()).digest()
+    return "val" if int.from_bytes(digest[:4], "little") / 2**32 < val_fraction else "train"
+
+
+class RasterSamples:
+    """Crops with their reference and a mask, from a list of sources.
+
+    Args:
+        specs: training rasters.
+        crop: crop edge, px (multiple of 4).
+        block: split-block edge, px (>= crop).
+        val_fraction: share of blocks held out for validation.
+        mask_kinds: mask layouts to draw from (see masks_synth); "file" uses `mask_pool`.
+        mask_pool: user mask rasters loaded as bool arrays (True = gap).
+        degrade: simulated-reference settings.
+        seed: base seed of the split and of every sample.
+        min_valid: smallest share of valid HR pixels a crop may have.
+    """
+
+    def __init__(
+        self,
+        specs: list[SourceSpec],
+        *,
+        crop: int = 256,
+        block: int = 512,
+        val_fraction: float = 0.2,
+        mask_kinds: tuple[str, ...] = masks_synth.MASK_KINDS,
+        mask_pool: list[np.ndarray] | None = None,
+        degrade: DegradeConfig | None = None,
+        seed: int = 0,
+        min_valid: float = 0.98,
+    ) -> None:
+        if not specs:
+            raise InputError("no training rasters given; expected --hr FILE or --pair HR:REF at least once")
+        self.crop, self.block, self.seed = crop, max(block, crop), seed
+        self.mask_kinds, self.mask_pool = mask_kinds, mask_pool or []
+        self.degrade = degrade or DegradeConfig()
+        self.min_valid = min_valid
+        self.sources = [self._open(spec, val_fraction) for spec in specs]
+        counts = {len(s.hr.indexes) for s in self.sources}
+        if len(counts) != 1:
+            raise InputError(f"training rasters have different band counts {sorted(counts)}; expected one: use --bidx")
+        self.bands = counts.pop()
+        self.scaling = self._fit_scaling()
+        self.band_range = np.asarray(self.scaling.high) - np.asarray(self.scaling.low)
+
+    def _open(self, spec: SourceSpec, val_fraction: float) -> _Source:
+        hr = HrRaster.open(spec.hr, indexes=spec.indexes, nodata=None)
+        ref = None
+        if spec.ref is not None:
+            ref_src = open_raster(spec.ref, "reference")
+            indexes = spec.ref_indexes or tuple(range(1, len(hr.indexes) + 1))
+            ref = RefGrid.build(ref_src, hr.src, indexes=indexes, nodata=None, resampling="bilinear")
+        height, width = hr.shape
+        blocks: dict[str, list[tuple[int, int]]] = {"train": [], "val": []}
+        for r in range(0, height - self.crop + 1, self.block):
+            for c in range(0, width - self.crop + 1, self.block):
+                blocks[_split_of(spec.hr, r, c, self.seed, val_fraction)].append((r, c))
+        if not blocks["train"]:
+            raise InputError(f"training raster {spec.hr!r} ({width}x{height}) is smaller than one {self.crop} px crop")
+        logger.info("%s: %d train and %d validation blocks", spec.hr, len(blocks["train"]), len(blocks["val"]))
+        return _Source(spec, hr, ref, blocks)
+
+    def _fit_scaling(self) -> BandScaling:
+        """Per-band 1st/99th percentiles over a sparse sample of the training blocks."""
+        rng = np.random.default_rng(self.seed)
+        parts = []
+        for source in self.sources:
+            for r, c in source.blocks["train"][:64]:
+                data = source.hr.src.read(list(source.hr.indexes), window=Window(c, r, self.crop, self.crop))
+                valid = ~source.hr.holes(_full(source.hr, data), None)
+                parts.append(data[:, valid][:, rng.permutation(int(valid.sum()))[:4096]].astype(np.float64))
+        return BandScaling.fit(np.concatenate(parts, axis=1))
+
+    def count(self, split: str) -> int:
+        """Number of blocks in a split."""
+        return sum(len(s.blocks[split]) for s in self.sources)
+
+    def sample(self, split: str, epoch: int, index: int) -> dict[str, np.ndarray]:
+        """Draw sample `index` of `epoch` (validation ignores the epoch, so it is fixed).
+
+        Returns:
+            dict of float32 arrays in model range: "hr" (C, T, T), "ref" (C, T, T) matched to HR radiometry,
+            "gap" (1, T, T) 1 = missing; and "factor" (scalar) for simulated references.
+        """
+        tag = f"{self.seed}:{split}:{0 if split == 'val' else epoch}:{index}"
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(tag.encode()).digest()[:8], "little"))
+        for _ in range(50):
+            pick = self._pick(split, rng)
+            if pick is not None:
+                break
+        else:
+            raise InputError("could not find a training crop with enough valid pixels; check the nodata of the rasters")
+        source, hr, ref, factor = pick
+        gap = masks_synth.draw(self.crop, rng, self.mask_kinds, self.mask_pool)
+        k = int(rng.integers(4))
+        flip = bool(rng.integers(2))
+        arrays = [_augment(a, k, flip) for a in (hr, ref, gap[None])]
+        hr, ref, gapf = arrays[0], arrays[1], arrays[2].astype(np.float32)
+        ref = _match(hr, ref, gapf[0] > 0)
+        return {
+            "hr": self.scaling.to_model(hr),
+            "ref": self.scaling.to_model(ref),
+            "gap": gapf,
+            "factor": np.float32(factor),
+        }
+
+    def _pick(
+        self, split: str, rng: np.random.Generator
+    ) -> tuple[_Source, np.ndarray, np.ndarray, float] | None:
+        weights = np.array([len(s.blocks[split]) for s in self.sources], dtype=np.float64)
+        source = self.sources[int(rng.choice(len(self.sources), p=weights / weights.sum()))]
+        r0, c0 = source.blocks[split][int(rng.integers(len(source.blocks[split])))]
+        height, width = source.hr.shape
+        span_r, span_c = min(self.block, height - r0) - self.crop, min(self.block, width - c0) - self.crop
+        r, c = r0 + int(rng.integers(span_r + 1)), c0 + int(rng.integers(span_c + 1))
+        data = source.hr.src.read(window=Window(c, r, self.crop, self.crop))
+        valid = ~source.hr.holes(data, None)
+        if valid.mean() < self.min_valid:
+            return None
+        hr = data[[i - 1 for i in source.hr.indexes]].astype(np.float32)
+        if source.ref is not None:
+            ref = source.ref.read(r, c, self.crop, self.crop)
+            if not np.isfinite(ref).all():
+                return None
+            return source, hr, ref, float("nan")
+        ref, factor = simulate_reference(hr, self.band_range, rng, self.degrade)
+        return source, hr, ref, factor
+
+    def close(self) -> None:
+        """Close every raster."""
+        for s in self.sources:
+            s.hr.src.close()
+            if s.ref is not None:
+                s.ref.close()
+
+
+def _full(hr: HrRaster, data: np.ndarray) -> np.ndarray:
+    full = np.zeros((hr.src.count, *data.shape[1:]), dtype=data.dtype)
+    for k, band in enumerate(hr.indexes):
+        full[band - 1] = data[k]
+    return full
+
+
+def _augment(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Rotate by k x 90 degrees and flip left-right, (C, H, W)."""
+    a = np.rot90(a, k, axes=(1, 2))
+    return np.ascontiguousarray(a[:, :, ::-1] if flip else a)
+
+
+def _match(hr: np.ndarray, ref: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """The reference mapped to HR radiometry on the known pixels, as `--method match` does at fill time."""
+    gain, bias, n = fit_gain_bias(hr, ref, ~gap)
+    if n < 0.02 * gap.size:
+        gain, bias, _ = fit_gain_bias(hr, ref, np.ones_like(gap))
+    return (gain[:, None, None] * ref + bias[:, None, None]).astype(np.float32)

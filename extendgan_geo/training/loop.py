@@ -1,0 +1,313 @@
+"""The training loop: Adam on G and D, hinge GAN + SSIM triplet + L1 (eq. 12), validation, checkpoints, resume.
+
+Runs on CPU, on CUDA with bf16 autocast, and on several GPUs or machines with torch's DistributedDataParallel
+when launched by `torchrun` (each rank draws its own share of the deterministic sample sequence).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from extendgan_geo import __version__
+from extendgan_geo.degrade import DegradeConfig
+from extendgan_geo.errors import CheckpointError, ConfigError
+from extendgan_geo.model import losses
+from extendgan_geo.model.checkpoint import read_checkpoint, save_checkpoint, state_tensors
+from extendgan_geo.model.discriminator import Discriminator
+from extendgan_geo.model.generator import Generator, GeneratorConfig
+from extendgan_geo.training.config import TrainConfig, to_toml
+from extendgan_geo.training.data import RasterSamples, SourceSpec
+
+logger = logging.getLogger(__name__)
+
+LOG_FIELDS = [
+    "epoch", "step", "lr_g", "lr_d", "loss_g", "loss_adv", "loss_rec", "loss_triplet", "loss_d",
+    "val_mae", "val_psnr", "val_ssim", "match_mae", "match_psnr", "match_ssim", "seconds", "samples_per_s",
+]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        best: path of the best generator checkpoint (lowest validation MAE in the gap).
+        last: path of the last full checkpoint (resumable).
+        epochs: epochs run in this call.
+        history: one dict per epoch, as in the CSV log.
+    """
+
+    best: str
+    last: str
+    epochs: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; expected --device cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def _dist_init(device: torch.device) -> tuple[int, int]:
+    """Join the process group when launched by torchrun; (rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _batch(data: RasterSamples, split: str, epoch: int, ids: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+    samples = [data.sample(split, epoch, i) for i in ids]
+    return {k: torch.from_numpy(np.stack([s[k] for s in samples])).to(device) for k in ("hr", "ref", "gap")}
+
+
+class Trainer:
+    """Models, optimisers and state of one run."""
+
+    def __init__(self, cfg: TrainConfig, data: RasterSamples, device: torch.device, world: int) -> None:
+        self.cfg, self.data, self.device = cfg, data, device
+        torch.manual_seed(cfg.seed)
+        gcfg = GeneratorConfig(
+            bands=data.bands, ref_bands=data.bands, width=cfg.width, larn=cfg.larn,
+            larn_stats=cfg.larn_stats, instance_norm=cfg.instance_norm, residual=cfg.residual,  # type: ignore[arg-type]
+        )
+        self.gcfg = gcfg
+        self.g: nn.Module = Generator(gcfg).to(device)
+        self.d: nn.Module = Discriminator(data.bands, data.bands, width=cfg.disc_width).to(device)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        self.g_run, self.d_run = self.g, self.d
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.g_run = DistributedDataParallel(self.g, device_ids=ids)
+            self.d_run = DistributedDataParallel(self.d, device_ids=ids)
+        self.epoch = 0
+        self.best_mae = math.inf
+        self.amp = cfg.amp and device.type == "cuda"
+
+    def set_lr(self, epoch: int) -> tuple[float, float]:
+        """Cosine decay to 1 % of the base rates over the run (or constant)."""
+        f = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * epoch / self.cfg.epochs)) if self.cfg.cosine else 1.0
+        for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * f
+        return self.cfg.lr_g * f, self.cfg.lr_d * f
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One generator update then one discriminator update (1:1, as in the authors' code)."""
+        cfg = self.cfg
+        hr, ref, gap = batch["hr"], batch["ref"], batch["gap"]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.g_run(hr, ref, gap)
+            comp = out * gap + hr * (1.0 - gap)
+            rec = losses.l1(out.float(), hr)
+            adv = losses.g_hinge(self.d_run(comp, gap, ref).float())
+        tri = losses.triplet_ssim(comp.float(), hr, ref, gap, margin=cfg.margin) if cfg.triplet else rec * 0
+        loss_g = cfg.lambda_rec * rec + cfg.lambda_adv * adv + cfg.lambda_triplet * tri
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            loss_d = losses.d_hinge(self.d_run(hr, gap, ref).float(), self.d_run(comp.detach(), gap, ref).float())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        return {"loss_g": loss_g.item(), "loss_adv": adv.item(), "loss_rec": rec.item(),
+                "loss_triplet": float(tri.item()), "loss_d": loss_d.item()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Gap-only MAE, PSNR and SSIM in model range ([-1, 1] ~ p1..p99), for the model and for matching."""
+        n = min(self.cfg.val_samples, max(1, self.data.count("val")) * 8) if self.data.count("val") else 0
+        if n == 0:
+            return {}
+        self.g.eval()
+        sums: dict[str, float] = dict.fromkeys(("val_mae", "val_psnr", "val_ssim", "match_mae", "match_psnr", "match_ssim"), 0.0)
+        for start in range(0, n, self.cfg.batch_size):
+            b = _batch(self.data, "val", 0, list(range(start, min(n, start + self.cfg.batch_size))), self.device)
+            out = self.g(b["hr"], b["ref"], b["gap"]).float()
+            for name, pred in (("val", out), ("match", b["ref"])):
+                comp = pred * b["gap"] + b["hr"] * (1 - b["gap"])
+                for k, v in _gap_metrics(comp, b["hr"], b["gap"]).items():
+                    sums[f"{name}_{k}"] += v * len(pred)
+        self.g.train()
+        return {k: v / n for k, v in sums.items()}
+
+    def tensors(self, full: bool) -> dict[str, torch.Tensor]:
+        out = state_tensors("generator", self.g)
+        if full:
+            out.update(state_tensors("discriminator", self.d))
+            for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+                for idx, st in opt.state_dict()["state"].items():
+                    for key, value in st.items():
+                        out[f"{name}.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        return out
+
+    def meta(self, val: dict[str, float]) -> dict[str, Any]:
+        cfg, data = self.cfg, self.data
+        names = [data.sources[0].hr.src.descriptions[i - 1] or f"band {i}" for i in data.sources[0].hr.indexes]
+        return {
+            "generator": dataclasses.asdict(self.gcfg),
+            "discriminator": {"width": cfg.disc_width},
+            "bands": data.bands,
+            "band_names": names,
+            "dtype": data.sources[0].hr.src.dtypes[0],
+            "scaling": {"hr": data.scaling.to_dict()},
+            "ref_input": "matched",
+            "tile": None,
+            "train_crop": cfg.crop,
+            "resampling": "bilinear",
+            "scale_range": list(cfg.factor),
+            "training_data": [s.spec.hr for s in data.sources],
+            "training_pairs": [[s.spec.hr, s.spec.ref] for s in data.sources if s.spec.ref],
+            "validation": val,
+            "epoch": self.epoch,
+            "best_mae": self.best_mae if math.isfinite(self.best_mae) else None,
+            "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "extra"},
+            "version": __version__,
+        }
+
+    def load(self, path: str) -> None:
+        """Restore models, optimisers, epoch and best score from a full checkpoint."""
+        tensors, meta = read_checkpoint(path)
+        if "epoch" not in meta or not any(k.startswith("opt_g.") for k in tensors):
+            raise CheckpointError(f"{path!r} is not a resumable checkpoint; expected last.safetensors of a run")
+        for prefix, module in (("generator", self.g), ("discriminator", self.d)):
+            module.load_state_dict({k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            state = opt.state_dict()
+            restored: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in tensors.items():
+                if key.startswith(name + "."):
+                    _, idx, field_name = key.split(".", 2)
+                    restored.setdefault(int(idx), {})[field_name] = value.to(self.device)
+            state["state"] = restored
+            opt.load_state_dict(state)
+        self.epoch = int(meta["epoch"])
+        self.best_mae = meta.get("best_mae") or math.inf
+
+
+def _gap_metrics(pred: torch.Tensor, truth: torch.Tensor, gap: torch.Tensor) -> dict[str, float]:
+    w = gap.expand_as(pred)
+    denom = w.sum().clamp_min(1.0)
+    mae = ((pred - truth).abs() * w).sum() / denom
+    mse = (((pred - truth) ** 2) * w).sum() / denom
+    psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+    ssim = losses.masked_ssim(pred, truth, gap, data_range=2.0).mean()
+    return {"mae": mae.item(), "psnr": psnr.item(), "ssim": ssim.item()}
+
+
+def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Train Extend-GAN on the rasters of `cfg`; write checkpoints and a CSV log into `cfg.out`.
+
+    Args:
+        cfg: the run's settings.
+        progress: called with (steps advanced, steps in the run) after each step.
+
+    Returns:
+        TrainResult with the checkpoint paths and per-epoch history.
+
+    Raises:
+        EganError: bad inputs, settings or resume checkpoint.
+    """
+    device = _device(cfg)
+    rank, world = _dist_init(device)
+    specs = [SourceSpec(p, indexes=cfg.bidx) for p in cfg.hr] + [
+        SourceSpec(h, r, indexes=cfg.bidx, ref_indexes=cfg.ref_bidx) for h, r in cfg.pairs
+    ]
+    pool = _load_masks(cfg.mask_files)
+    kinds = cfg.mask_kinds + (("file",) if pool and "file" not in cfg.mask_kinds else ())
+    data = RasterSamples(
+        specs, crop=cfg.crop, block=cfg.block, val_fraction=cfg.val_fraction, mask_kinds=kinds, mask_pool=pool,
+        degrade=DegradeConfig(factor=cfg.factor), seed=cfg.seed,
+    )
+    trainer = Trainer(cfg, data, device, world)
+    if cfg.resume:
+        trainer.load(cfg.resume)
+    os.makedirs(cfg.out, exist_ok=True)
+    best, last = os.path.join(cfg.out, "best.safetensors"), os.path.join(cfg.out, "last.safetensors")
+    log_path = os.path.join(cfg.out, "log.csv")
+    if rank == 0:
+        with open(os.path.join(cfg.out, "config.toml"), "w") as f:
+            f.write(to_toml(cfg))
+    steps = cfg.samples_per_epoch // (cfg.batch_size * world)
+    history = []
+    start_epoch = trainer.epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        row = _run_epoch(trainer, epoch, steps, rank, world, progress, (cfg.epochs - start_epoch) * steps)
+        trainer.epoch = epoch + 1
+        if rank == 0:
+            improved = row.get("val_mae", -math.inf) < trainer.best_mae or not math.isfinite(trainer.best_mae)
+            if improved and "val_mae" in row:
+                trainer.best_mae = row["val_mae"]
+            meta = trainer.meta({k: v for k, v in row.items() if k.startswith(("val_", "match_"))})
+            save_checkpoint(last, trainer.tensors(full=True), meta)
+            if improved or not os.path.exists(best):
+                save_checkpoint(best, trainer.tensors(full=False), meta)
+            _append_csv(log_path, row)
+            logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
+        history.append(row)
+    data.close()
+    return TrainResult(best, last, cfg.epochs - start_epoch, history)
+
+
+def _run_epoch(
+    trainer: Trainer, epoch: int, steps: int, rank: int, world: int,
+    progress: Callable[[int, int], None] | None, total: int,
+) -> dict[str, float]:
+    cfg = trainer.cfg
+    lr_g, lr_d = trainer.set_lr(epoch)
+    t0 = time.perf_counter()
+    sums: dict[str, float] = {}
+    for step in range(steps):
+        first = (step * world + rank) * cfg.batch_size
+        batch = _batch(trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), trainer.device)
+        for k, v in trainer.step(batch).items():
+            sums[k] = sums.get(k, 0.0) + v
+        if progress:
+            progress(1, total)
+    seconds = time.perf_counter() - t0
+    row: dict[str, float] = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr_g": lr_g, "lr_d": lr_d}
+    row.update({k: v / steps for k, v in sums.items()})
+    row.update(trainer.validate() if rank == 0 else {})
+    row.update(seconds=seconds, samples_per_s=steps * cfg.batch_size * world / seconds)
+    return row
+
+
+def _append_csv(path: str, row: dict[str, float]) -> None:
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _load_masks(paths: tuple[str, ...]) -> list[np.ndarray]:
+    """User mask rasters as bool arrays (non-zero = gap)."""
+    import rasterio
+
+    pool = []
+    for p in paths:
+        with rasterio.open(p) as src:
+            pool.append(src.read(1, masked=True).filled(0) != 0)
+    return pool
