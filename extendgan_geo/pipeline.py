@@ -367,7 +367,7 @@ def fill_raster(
     t0 = time.perf_counter()
     cfg, out_cfg = cfg or FillConfig(), out_cfg or OutputConfig()
     output = os.fspath(output)
-    check_output(output, out_cfg)
+    check_output(output, out_cfg, sidecars=(FILL_MASK_SUFFIX,) if out_cfg.write_fill_mask else ())
     inputs = _open_inputs(os.fspath(hr_path), os.fspath(ref_path), mask and os.fspath(mask), cfg, filler, out_cfg.tmpdir)
     try:
         with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS="ALL_CPUS"):
@@ -383,9 +383,9 @@ def _run(inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, p
     """Stream the scene through the engine into temporary files, then move them into place."""
     engine = _Engine(inputs, cfg, progress)
     hr = inputs.hr
+    profile = output_profile(hr.src, out_cfg, nodata=hr.nodata)
     with _timed(engine.seconds, "sample"):
         inputs.filler.prepare(_sample(inputs, engine.reader))
-    profile = output_profile(hr.src, out_cfg, nodata=hr.nodata)
     profile["num_threads"] = "all_cpus"
     tmp = temp_path(output, out_cfg.tmpdir, ".tif")
     mask_out = output + FILL_MASK_SUFFIX

@@ -27,11 +27,11 @@ _file = click.Path(exists=True, dir_okay=False)
 @click.option("--ref", "ref_path", required=True, type=_file, help="Low-resolution reference raster (any CRS).")
 @click.option("--mask", type=click.Path(exists=True), help="Gap polygons (GeoPackage, Shapefile, GeoJSON) or a mask raster.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output GeoTIFF/COG.")
-@click.option("-b", "--bidx", multiple=True, callback=parse_bands, help="HR bands to fill, e.g. 1,2,3,4 [all but alpha].")
-@click.option("--ref-bidx", multiple=True, callback=parse_bands, help="Reference bands paired with --bidx, e.g. 2,3,4,5.")
-@click.option("--nodata", callback=parse_nodata, help="HR nodata value (overrides the file's).")
-@click.option("--ref-nodata", callback=parse_nodata, help="Reference nodata value (overrides the file's).")
-@click.option("--mask-layer", help="Layer of the --mask vector file [first layer].")
+@click.option("-b", "--bidx", multiple=True, callback=parse_bands, metavar="LIST", help="HR bands to fill, e.g. 1,2,3,4 [all but alpha].")
+@click.option("--ref-bidx", multiple=True, callback=parse_bands, metavar="LIST", help="Reference bands paired with --bidx, e.g. 2,3,4,5.")
+@click.option("--nodata", callback=parse_nodata, metavar="NUMBER|nan", help="HR nodata value (overrides the file's).")
+@click.option("--ref-nodata", callback=parse_nodata, metavar="NUMBER|nan", help="Reference nodata value (overrides the file's).")
+@click.option("--mask-layer", metavar="NAME", help="Layer of the --mask vector file [first layer].")
 @click.option("--mask-buffer", type=click.IntRange(min=0), default=FillConfig.mask_buffer, show_default=True,
               help="Grow the gap by this many HR pixels.")
 @click.option("--resampling", type=click.Choice(get_args(ResamplingKind)), default=FillConfig.resampling,
@@ -42,13 +42,14 @@ _file = click.Path(exists=True, dir_okay=False)
               help="match: reference matched to HR radiometry; gan: the Extend-GAN generator.")
 @click.option("--model", type=_file, help="Extend-GAN checkpoint for --method gan [bundled model].")
 @click.option("--tile", type=click.IntRange(min=16), default=TileConfig.size, show_default=True, help="Window edge, px.")
-@click.option("--overlap", type=click.IntRange(min=0), default=TileConfig.overlap, show_default=True,
+@click.option("--overlap", type=click.IntRange(min=0), default=None, show_default="tile / 4",
               help="Pixels shared by neighbouring windows.")
 @click.option("--blend", type=click.Choice(get_args(BlendKind)), default=TileConfig.blend, show_default=True,
               help="Weight profile over the overlap.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=TileConfig.batch_size, show_default=True,
               help="Windows per filler call.")
-@click.option("--device", type=click.Choice(get_args(DeviceKind)), default=FillConfig.device, show_default=True)
+@click.option("--device", type=click.Choice(get_args(DeviceKind)), default=FillConfig.device, show_default=True,
+              help="Torch device of --method gan.")
 @click.option("--co", "--profile", "creation_options", multiple=True, callback=parse_key_values, metavar="NAME=VALUE",
               help="GDAL creation option for the output (repeatable), e.g. --co COMPRESS=DEFLATE.")
 @click.option("--cog/--no-cog", default=OutputConfig.cog, show_default=True, help="Write a Cloud Optimized GeoTIFF.")
@@ -89,7 +90,11 @@ def fill(hr_path: str, ref_path: str, mask: str | None, output: str, **opts: Any
 
 
 def _fill_config(opts: dict[str, Any]) -> FillConfig:
-    tiles = TileConfig(size=opts["tile"], overlap=opts["overlap"], blend=opts["blend"], batch_size=opts["batch_size"])
+    overlap = opts["overlap"] if opts["overlap"] is not None else opts["tile"] // 4
+    if overlap > opts["tile"] // 2:
+        half = opts["tile"] // 2
+        raise click.BadParameter(f"{overlap} is more than {half}, half of --tile {opts['tile']}", param_hint="--overlap")
+    tiles = TileConfig(size=opts["tile"], overlap=overlap, blend=opts["blend"], batch_size=opts["batch_size"])
     return FillConfig(
         indexes=opts["bidx"], ref_indexes=opts["ref_bidx"], nodata=opts["nodata"], ref_nodata=opts["ref_nodata"],
         mask_layer=opts["mask_layer"], mask_buffer=opts["mask_buffer"], resampling=opts["resampling"],

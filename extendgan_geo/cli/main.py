@@ -26,7 +26,8 @@ class DefaultGroup(click.Group):
 @click.group(
     cls=DefaultGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Bare form: `egan-fill HR --ref REF [--mask GAPS] -o OUT` is `egan-fill fill ...`.",
+    epilog="Bare form: `egan-fill HR --ref REF [--mask GAPS] -o OUT` is `egan-fill fill ...`; "
+    "see `egan-fill fill --help` for its options.",
 )
 @click.version_option(__version__, "--version", prog_name="egan-fill")
 def cli(**_: Any) -> None:

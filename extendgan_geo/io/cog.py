@@ -29,15 +29,16 @@ _BASE = {"driver": "GTiff", "tiled": True, "blockxsize": 512, "blockysize": 512,
 _LOSSY = {"jpeg", "webp", "lerc"}
 
 
-def check_output(path: str, cfg: OutputConfig) -> None:
-    """Refuse an existing output unless overwriting, and a missing output folder.
+def check_output(path: str, cfg: OutputConfig, *, sidecars: tuple[str, ...] = ()) -> None:
+    """Refuse an existing output (or sidecar) unless overwriting, and a missing output folder.
 
     Raises:
-        OutputExistsError: the file exists and `cfg.overwrite` is False.
+        OutputExistsError: a file exists and `cfg.overwrite` is False.
         ConfigError: the output folder does not exist.
     """
-    if os.path.exists(path) and not cfg.overwrite:
-        raise OutputExistsError(f"output {path!r} already exists; expected a new path: pass --overwrite to replace it")
+    for p in (path, *(path + s for s in sidecars)):
+        if os.path.exists(p) and not cfg.overwrite:
+            raise OutputExistsError(f"output {p!r} already exists; expected a new path: pass --overwrite to replace it")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ConfigError(f"output folder {folder!r} does not exist; expected an existing folder: create it first")
@@ -72,7 +73,31 @@ def output_profile(src: DatasetReader, cfg: OutputConfig, *, nodata: float | Non
             f"--co compress={profile['compress']} is lossy and the output has nodata {nodata}: lossy codecs shift "
             "nodata values; expected a lossless codec (zstd, deflate, lzw) or no nodata"
         )
+    _probe(profile, cfg.creation_options)
     return profile
+
+
+def _probe(profile: dict[str, Any], options: dict[str, str]) -> None:
+    """Create a one-block file in memory with the profile, so bad --co values fail before any work.
+
+    Raises:
+        ConfigError: GDAL refuses the creation options.
+    """
+    if not options:
+        return
+    from rasterio.errors import RasterioError
+
+    bx, by = int(profile.get("blockxsize", 256)), int(profile.get("blockysize", 256))
+    probe = dict(profile, width=max(bx, 16), height=max(by, 16))
+    given = " ".join(f"--co {k}={v}" for k, v in options.items())
+    try:
+        with rasterio.Env(CPL_LOG="/dev/null"), rasterio.MemoryFile() as mem, mem.open(**probe):
+            pass
+    except (RasterioError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"GDAL refuses the creation options {given} ({str(exc).splitlines()[0]}); expected valid GTiff "
+            "creation options: see https://gdal.org/drivers/raster/gtiff.html"
+        ) from exc
 
 
 def copy_metadata(src: DatasetReader, dst: DatasetWriter, tags: dict[str, str]) -> None:

@@ -168,21 +168,29 @@ def _vector_layers(path: str) -> list[str]:
 
 
 def _is_vector(path: str) -> bool:
-    """Guess whether `path` holds vectors (True) or a raster (False)."""
-    if path.lower().endswith(VECTOR_SUFFIXES):
-        if path.lower().endswith(".gpkg"):
-            import pyogrio
+    """Guess whether `path` holds vectors (True) or a raster (False).
 
-            try:
-                return len(pyogrio.list_layers(path)) > 0
-            except Exception:  # not readable as vectors: let the raster path report the error
-                return False
+    A vector suffix means vectors, except a GeoPackage that holds only raster tiles; other files are rasters
+    when GDAL opens them as such.
+    """
+    if path.lower().endswith(".gpkg"):
+        import pyogrio
+
+        try:
+            return len(pyogrio.list_layers(path)) > 0 or not _opens_as_raster(path)
+        except Exception:  # unreadable as vectors: report it as a vector file unless it is a raster
+            return not _opens_as_raster(path)
+    if path.lower().endswith(VECTOR_SUFFIXES):
         return True
+    return not _opens_as_raster(path)
+
+
+def _opens_as_raster(path: str) -> bool:
     try:
         with rasterio.open(path):
-            return False
+            return True
     except rasterio.errors.RasterioIOError:
-        return True
+        return False
 
 
 def open_gap_source(path: str, *, layer: str | None, hr: DatasetReader) -> GapSource:

@@ -53,11 +53,13 @@ def footprint_overlap(hr: DatasetReader, other: DatasetReader, role: str) -> flo
         GridMismatchError: the footprints are disjoint.
     """
     other_bounds = transform_bounds(other.crs, hr.crs, *other.bounds, densify_pts=21)
-    if disjoint_bounds(hr.bounds, other_bounds):
+    if not all(math.isfinite(v) for v in other_bounds) or disjoint_bounds(hr.bounds, other_bounds):
+        lonlat_other = transform_bounds(other.crs, "EPSG:4326", *other.bounds, densify_pts=21)
+        lonlat_hr = transform_bounds(hr.crs, "EPSG:4326", *hr.bounds, densify_pts=21)
         raise GridMismatchError(
             f"{role} {other.name!r} does not overlap the HR raster: {role} bounds {_fmt_bounds(other.bounds)} "
-            f"in {other.crs} are {_fmt_bounds(other_bounds)} in the HR CRS {hr.crs}, HR bounds are "
-            f"{_fmt_bounds(tuple(hr.bounds))}; expected the same area: check both files' CRS"
+            f"in {other.crs} (lon/lat {_fmt_bounds(lonlat_other)}), HR bounds {_fmt_bounds(tuple(hr.bounds))} "
+            f"in {hr.crs} (lon/lat {_fmt_bounds(lonlat_hr)}); expected the same area: check both files' CRS"
         )
     left, bottom, right, top = hr.bounds
     ix = max(0.0, min(right, other_bounds[2]) - max(left, other_bounds[0]))
@@ -114,6 +116,11 @@ class RefGrid:
     factor: int
     nearest: bool
     tmp: str | None = None
+
+    @property
+    def _read_indexes(self) -> list[int]:
+        """Bands of `source` to read: the reference's own, or 1..n of the intermediate file."""
+        return list(range(1, len(self.indexes) + 1)) if self.tmp else list(self.indexes)
 
     @classmethod
     def build(
@@ -175,7 +182,7 @@ class RefGrid:
         tmp = _materialize(vrt, indexes, tmpdir)
         vrt.close()
         logger.info("reference warped once to a %dx%d grid (%d HR px per cell)", width, height, factor)
-        return cls(rasterio.open(tmp), tuple(range(1, len(indexes) + 1)), shift, overlap, factor, nearest, tmp)
+        return cls(rasterio.open(tmp), tuple(indexes), shift, overlap, factor, nearest, tmp)
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         """Read the reference under an HR window.
@@ -186,12 +193,12 @@ class RefGrid:
         if self.factor == 1:
             # dst nodata is NaN, so a plain read already marks missing pixels; masked=True would warp twice.
             window = Window(col_off, row_off, width, height)
-            return self.source.read(indexes=list(self.indexes), window=window)
+            return self.source.read(indexes=self._read_indexes, window=window)
         f = self.factor
         ry, wy, r0 = upsample_weights(row_off, height, f)
         cx, wx, c0 = upsample_weights(col_off, width, f)
         rows, cols = int(ry[-1]) - r0 + 2, int(cx[-1]) - c0 + 2
-        coarse = self.source.read(indexes=list(self.indexes), window=Window(c0, r0, cols, rows))
+        coarse = self.source.read(indexes=self._read_indexes, window=Window(c0, r0, cols, rows))
         ry, cx = ry - r0, cx - c0
         if self.nearest:
             return coarse[:, np.where(wy >= 0.5, ry, ry + 1)][:, :, np.where(wx >= 0.5, cx, cx + 1)]
