@@ -357,3 +357,17 @@ def test_coarse_reference_bands_are_reported_as_given(hr, ref, outdir):
     with rasterio.open(out) as ds:
         assert ds.tags()["EGAN_REFERENCE_BANDS"] == "2,3,4,5"
     assert plan["reference"]["bands"] == [2, 3, 4, 5]
+
+
+def test_cli_reference_documents_every_option():
+    import pathlib
+
+    import click
+
+    from extendgan_geo.cli.main import cli as group
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    for name, command in group.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.opts[-1] in text, f"docs/cli.md lacks {name} {param.opts[-1]}: run scripts/make_cli_docs.py"
