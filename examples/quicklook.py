@@ -19,9 +19,17 @@ from rasterio.vrt import WarpedVRT
 def read_rgb(path: str, bands: list[int], like: rasterio.io.DatasetReader | None) -> np.ndarray:
     """Read three bands as float (NaN = nodata), warped onto `like`'s grid when given."""
     with rasterio.open(path) as src:
-        if like is not None and (src.crs != like.crs or src.transform != like.transform or src.shape != like.shape):
-            with WarpedVRT(src, crs=like.crs, transform=like.transform, width=like.width, height=like.height,
-                           resampling=Resampling.nearest) as vrt:
+        if like is not None and (
+            src.crs != like.crs or src.transform != like.transform or src.shape != like.shape
+        ):
+            with WarpedVRT(
+                src,
+                crs=like.crs,
+                transform=like.transform,
+                width=like.width,
+                height=like.height,
+                resampling=Resampling.nearest,
+            ) as vrt:
                 data = vrt.read(bands, masked=True)
         else:
             data = src.read(bands, masked=True)
@@ -41,7 +49,11 @@ def main() -> None:
     parser.add_argument("--bands", default="3,2,1")
     parser.add_argument("--ref-bands", default=None, help="bands for rasters whose name contains 'ref'")
     parser.add_argument("--titles", default=None)
-    parser.add_argument("--outline", default=None, help="fill-mask raster: outline the filled pixels (value 1) on the first panel")
+    parser.add_argument(
+        "--outline",
+        default=None,
+        help="fill-mask raster: outline the filled pixels (value 1) on the first panel",
+    )
     parser.add_argument("--width", type=int, default=0, help="shrink the picture to this width, px")
     args = parser.parse_args()
     bands = [int(b) for b in args.bands.split(",")]
@@ -53,13 +65,20 @@ def main() -> None:
     images = []
     for path, panel in zip(args.rasters, panels, strict=True):
         if "ref" in path.split("/")[-1]:  # another sensor: its own stretch
-            images.append(stretch(panel, np.nanpercentile(panel, 2, axis=(1, 2)), np.nanpercentile(panel, 98, axis=(1, 2))))
+            images.append(
+                stretch(
+                    panel, np.nanpercentile(panel, 2, axis=(1, 2)), np.nanpercentile(panel, 98, axis=(1, 2))
+                )
+            )
         else:
             images.append(stretch(panel, lo, hi))
     if args.outline:
         with rasterio.open(args.outline) as src:
             filled = src.read(1) == 1
-        edge = filled & ~np.pad(filled, 1, mode="edge")[2:, 1:-1] | filled & ~np.pad(filled, 1, mode="edge")[1:-1, 2:]
+        edge = (
+            filled & ~np.pad(filled, 1, mode="edge")[2:, 1:-1]
+            | filled & ~np.pad(filled, 1, mode="edge")[1:-1, 2:]
+        )
         images[0][edge] = (255, 0, 255)
     h, w = images[0].shape[:2]
     pad, top = 8, 22
@@ -72,7 +91,9 @@ def main() -> None:
         draw.text((x, 5), title, fill="black")
     if args.width and canvas.width > args.width:
         canvas = canvas.resize((args.width, round(canvas.height * args.width / canvas.width)), Image.LANCZOS)
-    canvas.save(args.out, quality=88) if args.out.lower().endswith((".jpg", ".jpeg")) else canvas.save(args.out)
+    canvas.save(args.out, quality=88) if args.out.lower().endswith((".jpg", ".jpeg")) else canvas.save(
+        args.out
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ def ramp(overlap: int, blend: BlendKind) -> np.ndarray:
     return np.ones(overlap, dtype=np.float32)
 
 
-def axis_weights(length: int, overlap: int, blend: BlendKind, *, taper_start: bool, taper_end: bool) -> np.ndarray:
+def axis_weights(
+    length: int, overlap: int, blend: BlendKind, *, taper_start: bool, taper_end: bool
+) -> np.ndarray:
     """1-D window weights along one axis, tapered only on sides that face another window.
 
     Returns:

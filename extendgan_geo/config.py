@@ -13,6 +13,7 @@ from extendgan_geo.errors import ConfigError
 BlendKind = Literal["cosine", "linear", "none"]
 MethodKind = Literal["match", "gan"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
+PrecisionKind = Literal["fp32", "bf16"]
 # Resampling kernels that make sense for bringing a coarse reference onto a fine grid. "nearest" is allowed
 # but never the default: it leaves the reference's 30 m blocks in the fill.
 ResamplingKind = Literal["bilinear", "cubic", "cubic_spline", "lanczos", "average", "nearest"]
@@ -87,6 +88,7 @@ class FillConfig:
         method: "match" (per-window radiometric matching) or "gan" (the Extend-GAN generator).
         model: path of a checkpoint for method "gan" (None = the bundled model).
         device: torch device for learned fillers.
+        precision: arithmetic of learned fillers ("bf16" autocast is faster on CPUs with bf16 and on GPUs).
         match_min_known: share of known pixels in a window at which "match" trusts the window fit fully.
         tiles: window grid and blending.
     """
@@ -102,6 +104,7 @@ class FillConfig:
     method: MethodKind = "match"
     model: str | None = None
     device: DeviceKind = "auto"
+    precision: PrecisionKind = "fp32"
     match_min_known: float = 0.05
     tiles: TileConfig = field(default_factory=TileConfig)
 
@@ -113,10 +116,14 @@ class FillConfig:
         if self.mask_buffer < 0:
             raise ConfigError(f"mask buffer must be >= 0 px, got {self.mask_buffer}")
         if self.resampling not in get_args(ResamplingKind):
-            raise ConfigError(f"resampling must be one of {get_args(ResamplingKind)}, got {self.resampling!r}")
+            raise ConfigError(
+                f"resampling must be one of {get_args(ResamplingKind)}, got {self.resampling!r}"
+            )
         if self.method not in get_args(MethodKind):
             raise ConfigError(f"method must be one of {get_args(MethodKind)}, got {self.method!r}")
         if self.device not in get_args(DeviceKind):
             raise ConfigError(f"device must be one of {get_args(DeviceKind)}, got {self.device!r}")
+        if self.precision not in get_args(PrecisionKind):
+            raise ConfigError(f"precision must be one of {get_args(PrecisionKind)}, got {self.precision!r}")
         if not 0.0 < self.match_min_known <= 1.0:
             raise ConfigError(f"match_min_known must be in (0, 1], got {self.match_min_known}")

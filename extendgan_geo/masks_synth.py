@@ -83,7 +83,9 @@ def from_pool(size: int, rng: np.random.Generator, pool: list[np.ndarray]) -> np
     return cloud(size, rng)
 
 
-def draw(size: int, rng: np.random.Generator, kinds: tuple[str, ...], pool: list[np.ndarray] | None = None) -> np.ndarray:
+def draw(
+    size: int, rng: np.random.Generator, kinds: tuple[str, ...], pool: list[np.ndarray] | None = None
+) -> np.ndarray:
     """One mask of a kind drawn uniformly from `kinds` ("file" draws from `pool`)."""
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "file" and pool:

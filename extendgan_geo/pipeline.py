@@ -121,7 +121,7 @@ def make_filler(cfg: FillConfig, bands: int) -> Filler:
         return MatchFiller(bands, min_known=cfg.match_min_known)
     from extendgan_geo.fillers.gan import load_gan_filler
 
-    return load_gan_filler(cfg.model, device=cfg.device, bands=bands)
+    return load_gan_filler(cfg.model, device=cfg.device, bands=bands, precision=cfg.precision)
 
 
 def _check_filler(filler: Filler, cfg: FillConfig, bands: int, ref_bands: int) -> None:
@@ -159,7 +159,12 @@ def _open_inputs(
 
             shift = estimate_shift(hr, ref_src, ref_indexes, nodata=cfg.ref_nodata)
         ref = RefGrid.build(
-            ref_src, hr.src, indexes=ref_indexes, nodata=cfg.ref_nodata, resampling=cfg.resampling, shift=shift,
+            ref_src,
+            hr.src,
+            indexes=ref_indexes,
+            nodata=cfg.ref_nodata,
+            resampling=cfg.resampling,
+            shift=shift,
             tmpdir=tmpdir,
         )
         stack.callback(ref.close)
@@ -172,7 +177,9 @@ def _open_inputs(
     return _Inputs(hr, ref, sources, filler, os.path.basename(ref_path))
 
 
-def _sample(inputs: _Inputs, reader: GapReader, rows: int = 32, strips: int = 8, max_cols: int = 2048) -> TileBatch:
+def _sample(
+    inputs: _Inputs, reader: GapReader, rows: int = 32, strips: int = 8, max_cols: int = 2048
+) -> TileBatch:
     """A sparse sample of the scene: a few thin full-width strips, columns decimated."""
     height, width = inputs.hr.shape
     step = max(1, width // max_cols)
@@ -256,13 +263,17 @@ class _Engine:
                     refs.append(_pad(self.inputs.ref.read(r, c, h, w), size))
                 hrs.append(_pad(hr, size))
                 gaps.append(_pad(gap[None], size))
-            batch = TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array([[r, c] for c in chunk]))
+            batch = TileBatch(
+                np.stack(hrs), np.stack(refs), np.stack(gaps), np.array([[r, c] for c in chunk])
+            )
             with _timed(self.seconds, "filler"):
                 pred = self.inputs.filler(batch)
             with _timed(self.seconds, "blend"):
                 for j, c in enumerate(chunk):
                     h, w = self.grid.extent(r, c)
-                    weights = window_weights((h, w), self.cfg.tiles.overlap, self.cfg.tiles.blend, origin=(r, c), scene=scene)
+                    weights = window_weights(
+                        (h, w), self.cfg.tiles.overlap, self.cfg.tiles.blend, origin=(r, c), scene=scene
+                    )
                     self.acc.add(pred[j, :, :h, :w], weights, (r, c))
             self.result.windows_computed += len(chunk)
 
@@ -368,7 +379,9 @@ def fill_raster(
     cfg, out_cfg = cfg or FillConfig(), out_cfg or OutputConfig()
     output = os.fspath(output)
     check_output(output, out_cfg, sidecars=(FILL_MASK_SUFFIX,) if out_cfg.write_fill_mask else ())
-    inputs = _open_inputs(os.fspath(hr_path), os.fspath(ref_path), mask and os.fspath(mask), cfg, filler, out_cfg.tmpdir)
+    inputs = _open_inputs(
+        os.fspath(hr_path), os.fspath(ref_path), mask and os.fspath(mask), cfg, filler, out_cfg.tmpdir
+    )
     try:
         with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS="ALL_CPUS"):
             result = _run(inputs, cfg, out_cfg, output, progress)
@@ -379,7 +392,9 @@ def fill_raster(
     return result
 
 
-def _run(inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, progress: Progress | None) -> FillResult:
+def _run(
+    inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, progress: Progress | None
+) -> FillResult:
     """Stream the scene through the engine into temporary files, then move them into place."""
     engine = _Engine(inputs, cfg, progress)
     hr = inputs.hr
@@ -395,12 +410,16 @@ def _run(inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, p
 
     with removing_on_error(tmp, tmp_mask):
         env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True)
-        with env, open_temp(tmp, profile, compress_temp=not out_cfg.cog) as dst, rasterio.open(
-            tmp_mask, "w", **mask_profile
-        ) as mdst:
+        with (
+            env,
+            open_temp(tmp, profile, compress_temp=not out_cfg.cog) as dst,
+            rasterio.open(tmp_mask, "w", **mask_profile) as mdst,
+        ):
             copy_metadata(hr.src, dst, _provenance(inputs, cfg))
             mdst.set_band_description(1, "0 kept, 1 filled, 2 gap left unfilled")
-            mdst.update_tags(EGAN_FILL_MASK="0=kept,1=filled,2=unfilled", EGAN_OUTPUT=os.path.basename(output))
+            mdst.update_tags(
+                EGAN_FILL_MASK="0=kept,1=filled,2=unfilled", EGAN_OUTPUT=os.path.basename(output)
+            )
             for start, stop in engine.rows():
                 with _timed(engine.seconds, "composite"):
                     out, codes, out_mask = engine.composite(stop - start)
@@ -461,7 +480,9 @@ def plan_fill(
     cfg, out_cfg = cfg or FillConfig(), out_cfg or OutputConfig()
     output = os.fspath(output)
     check_output(output, out_cfg)
-    inputs = _open_inputs(os.fspath(hr_path), os.fspath(ref_path), mask and os.fspath(mask), cfg, filler, out_cfg.tmpdir)
+    inputs = _open_inputs(
+        os.fspath(hr_path), os.fspath(ref_path), mask and os.fspath(mask), cfg, filler, out_cfg.tmpdir
+    )
     try:
         engine = _Engine(inputs, cfg, None)
         gap_pixels, windows = 0, 0

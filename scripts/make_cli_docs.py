@@ -16,6 +16,7 @@ options mean in practice.
 
 
 def main() -> None:
+    """Write docs/cli.md."""
     runner = CliRunner()
     parts = [HEAD]
     for args, title in (([], "egan-fill"), (["fill"], "egan-fill fill"), (["train"], "egan-fill train")):

@@ -64,8 +64,15 @@ def make_raster(tmp_path: Path) -> Callable[..., Path]:
         gap = hole(height, width) if gap is None else gap
         path = tmp_path / name
         profile = {
-            "driver": "GTiff", "width": width, "height": height, "count": bands + (kind == "alpha"),
-            "dtype": dtype, "tiled": True, "blockxsize": 128, "blockysize": 128, "compress": "deflate",
+            "driver": "GTiff",
+            "width": width,
+            "height": height,
+            "count": bands + (kind == "alpha"),
+            "dtype": dtype,
+            "tiled": True,
+            "blockxsize": 128,
+            "blockysize": 128,
+            "compress": "deflate",
         }
         if crs is not None:
             profile.update(crs=crs, transform=from_origin(*HR_ORIGIN, HR_RES, HR_RES))
@@ -114,19 +121,42 @@ def make_reference(tmp_path: Path) -> Callable[..., Path]:
         coarse = np.zeros((bands + 2, rh, rw), np.float32)
         for k in range(bands):
             reproject(
-                data[k] * 0.8 + 150, coarse[k + 1], src_transform=hr_transform, src_crs=HR_CRS,
-                dst_transform=rt, dst_crs=HR_CRS, resampling=Resampling.average,
+                data[k] * 0.8 + 150,
+                coarse[k + 1],
+                src_transform=hr_transform,
+                src_crs=HR_CRS,
+                dst_transform=rt,
+                dst_crs=HR_CRS,
+                resampling=Resampling.average,
             )
         coarse[0] = 77
         coarse[-1] = 99
         bounds = rasterio.transform.array_bounds(rh, rw, rt)
         dt, dw, dh = calculate_default_transform(HR_CRS, crs, rw, rh, *bounds)
         out = np.full((bands + 2, dh, dw), nodata, np.float32)
-        reproject(coarse, out, src_transform=rt, src_crs=HR_CRS, dst_transform=dt, dst_crs=crs,
-                  resampling=Resampling.bilinear, dst_nodata=nodata)
+        reproject(
+            coarse,
+            out,
+            src_transform=rt,
+            src_crs=HR_CRS,
+            dst_transform=dt,
+            dst_crs=crs,
+            resampling=Resampling.bilinear,
+            dst_nodata=nodata,
+        )
         path = tmp_path / name
-        with rasterio.open(path, "w", driver="GTiff", width=dw, height=dh, count=bands + 2, dtype="float32",
-                           crs=crs, transform=dt, nodata=nodata) as dst:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=dw,
+            height=dh,
+            count=bands + 2,
+            dtype="float32",
+            crs=crs,
+            transform=dt,
+            nodata=nodata,
+        ) as dst:
             dst.write(out)
         return path
 

@@ -125,15 +125,43 @@ def test_version():
 
 
 FILL_OPTIONS = (
-    "--ref", "--mask", "--output", "--bidx", "--ref-bidx", "--nodata", "--ref-nodata", "--mask-layer",
-    "--mask-buffer", "--resampling", "--coregister", "--method", "--model", "--tile", "--overlap", "--blend",
-    "--batch-size", "--device", "--co", "--cog", "--no-cog", "--fill-mask", "--no-fill-mask", "--tmpdir",
-    "--overwrite", "--dry-run", "--json", "--verbose", "--quiet",
+    "--ref",
+    "--mask",
+    "--output",
+    "--bidx",
+    "--ref-bidx",
+    "--nodata",
+    "--ref-nodata",
+    "--mask-layer",
+    "--mask-buffer",
+    "--resampling",
+    "--coregister",
+    "--method",
+    "--model",
+    "--tile",
+    "--overlap",
+    "--blend",
+    "--batch-size",
+    "--device",
+    "--co",
+    "--cog",
+    "--no-cog",
+    "--fill-mask",
+    "--no-fill-mask",
+    "--tmpdir",
+    "--overwrite",
+    "--dry-run",
+    "--json",
+    "--verbose",
+    "--quiet",
 )
 
 
-@pytest.mark.parametrize("args", [("fill", "--help"), ("fill", "-h"), ("hr.tif", "--help")],
-                         ids=["fill-help", "fill-h", "bare-help"])
+@pytest.mark.parametrize(
+    "args",
+    [("fill", "--help"), ("fill", "-h"), ("hr.tif", "--help")],
+    ids=["fill-help", "fill-h", "bare-help"],
+)
 def test_help_lists_the_fill_options(args):
     text = run(*args).stdout
     assert "HR" in text
@@ -276,11 +304,27 @@ def _write_mask_raster(path: Path, gap: np.ndarray, how: str) -> None:
         crs = "EPSG:4326"
         transform, w, h = calculate_default_transform(HR_CRS, crs, width, height, *bounds)
         warped = np.zeros((h, w), np.uint8)
-        reproject(data, warped, src_transform=hr_transform, src_crs=HR_CRS, dst_transform=transform,
-                  dst_crs=crs, resampling=Resampling.nearest)
+        reproject(
+            data,
+            warped,
+            src_transform=hr_transform,
+            src_crs=HR_CRS,
+            dst_transform=transform,
+            dst_crs=crs,
+            resampling=Resampling.nearest,
+        )
         data = warped
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
-                       dtype="uint8", crs=crs, transform=transform) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+    ) as dst:
         dst.write(data, 1)
 
 
@@ -324,8 +368,18 @@ def test_mask_layer_picks_the_layer(clean_hr, mask_ref, outdir, tmp_path, layer,
     for name, rect in LAYER_RECTS.items():
         gpd.GeoDataFrame(geometry=[rect_polygon(rect)], crs=HR_CRS).to_file(gpkg, layer=name)
     out = outdir / "filled.tif"
-    run(clean_hr, "--ref", mask_ref, "--mask", gpkg, "-o", out, *REF_BIDX, *TILES,
-        *(["--mask-layer", layer] if layer else []))
+    run(
+        clean_hr,
+        "--ref",
+        mask_ref,
+        "--mask",
+        gpkg,
+        "-o",
+        out,
+        *REF_BIDX,
+        *TILES,
+        *(["--mask-layer", layer] if layer else []),
+    )
     assert np.array_equal(fill_codes(out) == 1, rect_gap(rect=LAYER_RECTS[picked]))
 
 
@@ -370,4 +424,6 @@ def test_cli_reference_documents_every_option():
     for name, command in group.commands.items():
         for param in command.params:
             if isinstance(param, click.Option):
-                assert param.opts[-1] in text, f"docs/cli.md lacks {name} {param.opts[-1]}: run scripts/make_cli_docs.py"
+                assert param.opts[-1] in text, (
+                    f"docs/cli.md lacks {name} {param.opts[-1]}: run scripts/make_cli_docs.py"
+                )

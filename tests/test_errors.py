@@ -51,8 +51,16 @@ def runner() -> CliRunner:
 
 def write_far_reference(path: Path, lon: float, lat: float) -> Path:
     """A 6-band EPSG:4326 reference of 0.1 x 0.1 degrees with its top-left corner at (lon, lat)."""
-    profile = {"driver": "GTiff", "width": 10, "height": 10, "count": 6, "dtype": "float32",
-               "crs": "EPSG:4326", "transform": from_origin(lon, lat, 0.01, 0.01), "nodata": 0}
+    profile = {
+        "driver": "GTiff",
+        "width": 10,
+        "height": 10,
+        "count": 6,
+        "dtype": "float32",
+        "crs": "EPSG:4326",
+        "transform": from_origin(lon, lat, 0.01, 0.01),
+        "nodata": 0,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.full((6, 10, 10), 500, np.float32))
     return path
@@ -60,8 +68,15 @@ def write_far_reference(path: Path, lon: float, lat: float) -> Path:
 
 def write_far_mask_raster(path: Path) -> Path:
     """A uint8 mask raster in the HR CRS, 100 km east of the HR scene."""
-    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 1, "dtype": "uint8", "crs": HR_CRS,
-               "transform": from_origin(600000.0, 4000000.0, 8.0, 8.0)}
+    profile = {
+        "driver": "GTiff",
+        "width": 8,
+        "height": 8,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": HR_CRS,
+        "transform": from_origin(600000.0, 4000000.0, 8.0, 8.0),
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.ones((1, 8, 8), np.uint8))
     return path
@@ -188,32 +203,54 @@ CASES = {
     "hr-missing": Case(InputError, ("missing.tif", "does not exist"), hr="missing", exit_codes=(2,)),
     "hr-not-a-raster": Case(InputError, ("notes.txt", "not a raster", "expected"), hr="text"),
     "ref-not-a-raster": Case(InputError, ("reference", "notes.txt", "not a raster", "expected"), ref="text"),
-    "hr-without-crs": Case(InputError, ("nocrs.tif", "no coordinate reference system", "expected"),
-                           hr="hr_nocrs"),
-    "ref-disjoint-lon100": Case(GridMismatchError, ("far.tif", "does not overlap", *_BOTH_CRS),
-                                ref="ref_lon100"),
-    "ref-disjoint-same-zone": Case(GridMismatchError, ("south.tif", "does not overlap", *_BOTH_CRS),
-                                   ref="ref_south"),
-    "bidx-out-of-range": Case(BandMismatchError, ("--bidx", "[7]", "1..4"),
-                              cfg={"indexes": (7,), "ref_indexes": (2,)},
-                              args=("-b", "7", "--ref-bidx", "2")),
-    "ref-bidx-out-of-range": Case(BandMismatchError, ("--ref-bidx", "[9]", "1..6"),
-                                  cfg={"ref_indexes": (2, 3, 4, 9)}, args=("--ref-bidx", "2,3,4,9")),
-    "band-counts-differ": Case(BandMismatchError, ("3 reference band(s)", "expects 2", "--ref-bidx"),
-                               cfg={"indexes": (1, 2), "ref_indexes": (2, 3, 4)},
-                               args=("-b", "1,2", "--ref-bidx", "2,3,4")),
-    "ambiguous-reference-bands": Case(BandMismatchError, ("6 band(s)", "4 HR band(s)", "--ref-bidx"),
-                                      cfg={}, args=()),
+    "hr-without-crs": Case(
+        InputError, ("nocrs.tif", "no coordinate reference system", "expected"), hr="hr_nocrs"
+    ),
+    "ref-disjoint-lon100": Case(
+        GridMismatchError, ("far.tif", "does not overlap", *_BOTH_CRS), ref="ref_lon100"
+    ),
+    "ref-disjoint-same-zone": Case(
+        GridMismatchError, ("south.tif", "does not overlap", *_BOTH_CRS), ref="ref_south"
+    ),
+    "bidx-out-of-range": Case(
+        BandMismatchError,
+        ("--bidx", "[7]", "1..4"),
+        cfg={"indexes": (7,), "ref_indexes": (2,)},
+        args=("-b", "7", "--ref-bidx", "2"),
+    ),
+    "ref-bidx-out-of-range": Case(
+        BandMismatchError,
+        ("--ref-bidx", "[9]", "1..6"),
+        cfg={"ref_indexes": (2, 3, 4, 9)},
+        args=("--ref-bidx", "2,3,4,9"),
+    ),
+    "band-counts-differ": Case(
+        BandMismatchError,
+        ("3 reference band(s)", "expects 2", "--ref-bidx"),
+        cfg={"indexes": (1, 2), "ref_indexes": (2, 3, 4)},
+        args=("-b", "1,2", "--ref-bidx", "2,3,4"),
+    ),
+    "ambiguous-reference-bands": Case(
+        BandMismatchError, ("6 band(s)", "4 HR band(s)", "--ref-bidx"), cfg={}, args=()
+    ),
     "mask-unreadable": Case(InputError, ("garbage.gpkg", "expected"), mask="gpkg_garbage"),
     "mask-empty-layer": Case(InputError, ("empty.gpkg", "no features"), mask="gpkg_empty"),
-    "mask-unknown-layer": Case(InputError, ("'zzz'", "'a'", "'b'", "--mask-layer"), mask="gpkg_two",
-                               cfg={"ref_indexes": REF_BANDS, "mask_layer": "zzz"},
-                               args=(*REF_BIDX, "--mask-layer", "zzz")),
+    "mask-unknown-layer": Case(
+        InputError,
+        ("'zzz'", "'a'", "'b'", "--mask-layer"),
+        mask="gpkg_two",
+        cfg={"ref_indexes": REF_BANDS, "mask_layer": "zzz"},
+        args=(*REF_BIDX, "--mask-layer", "zzz"),
+    ),
     "mask-without-crs": Case(InputError, ("nocrs.gpkg", "no CRS", "expected"), mask="gpkg_nocrs"),
     "mask-raster-disjoint": Case(GridMismatchError, ("farmask.tif", "does not overlap"), mask="mask_far"),
-    "overlap-above-half-tile": Case(ConfigError, ("overlap", "200", "128"),
-                                    cfg={"ref_indexes": REF_BANDS, "tiles": {"overlap": 200}},
-                                    args=(*REF_BIDX, "--overlap", "200"), exit_codes=(1, 2)),
+    "overlap-above-half-tile": Case(
+        ConfigError,
+        ("overlap", "200", "128"),
+        cfg={"ref_indexes": REF_BANDS, "tiles": {"overlap": 200}},
+        args=(*REF_BIDX, "--overlap", "200"),
+        exit_codes=(1, 2),
+    ),
     "lossy-jpeg-with-nodata": _co("compress", "jpeg", error=ConfigError, says=("jpeg", "lossy", "nodata")),
     "lossy-webp-with-nodata": _co("COMPRESS", "WEBP", error=ConfigError, says=("WEBP", "lossy", "nodata")),
     "co-blockxsize-17": _co("blockxsize", "17", error=ConfigError, says=("blockxsize", "17")),
@@ -257,8 +294,14 @@ def test_cli_exits_with_one_error_line_and_writes_nothing(case: Case, files, out
         (("--nodata", "abc"), ("'abc'", "number")),
         (("--tile", "8"), ("--tile", "16")),
     ],
-    ids=["co-without-equals", "co-without-name", "bidx-zero", "ref-bidx-not-a-number", "nodata-not-a-number",
-         "tile-too-small"],
+    ids=[
+        "co-without-equals",
+        "co-without-name",
+        "bidx-zero",
+        "ref-bidx-not-a-number",
+        "nodata-not-a-number",
+        "tile-too-small",
+    ],
 )
 def test_cli_bad_option_value_is_a_usage_error(args, says, files, outdir):
     assert_one_line_cli_error(runner().invoke(cli, cli_args(files, outdir, *args)), (2,), says)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from extendgan_geo.errors import CheckpointError
 from extendgan_geo.model import losses
 from extendgan_geo.model.checkpoint import load_generator, read_checkpoint, save_checkpoint, state_tensors
 from extendgan_geo.model.discriminator import Discriminator
 from extendgan_geo.model.generator import Generator, GeneratorConfig
 from extendgan_geo.model.layers import LARN
-from extendgan_geo.errors import CheckpointError
 
 
 @pytest.mark.parametrize("bands", [1, 3, 4])
@@ -25,7 +25,12 @@ def test_generator_shapes(bands, h, w):
 
 def test_generator_ref_bands_may_differ():
     g = Generator(GeneratorConfig(bands=4, ref_bands=7, width=4))
-    assert g(torch.randn(1, 4, 32, 32), torch.randn(1, 7, 32, 32), torch.ones(1, 1, 32, 32)).shape == (1, 4, 32, 32)
+    assert g(torch.randn(1, 4, 32, 32), torch.randn(1, 7, 32, 32), torch.ones(1, 1, 32, 32)).shape == (
+        1,
+        4,
+        32,
+        32,
+    )
 
 
 def test_paper_preset_parameter_count():
@@ -40,7 +45,9 @@ def test_paper_preset_parameter_count():
 @pytest.mark.parametrize("size", [64, 96, 128, 256])
 def test_discriminator_any_crop_size(size):
     d = Discriminator(4, 4, width=8)
-    assert d(torch.randn(2, 4, size, size), torch.zeros(2, 1, size, size), torch.randn(2, 4, size, size)).shape == (2,)
+    assert d(
+        torch.randn(2, 4, size, size), torch.zeros(2, 1, size, size), torch.randn(2, 4, size, size)
+    ).shape == (2,)
 
 
 def test_larn_matches_hand_computed_example():

@@ -48,7 +48,13 @@ def test_georeferencing_and_metadata_preserved(make_raster, make_reference, tmp_
     fill_raster(hr, make_reference(), out, FillConfig(ref_indexes=(2, 3, 4, 5)))
     with rasterio.open(hr) as a, rasterio.open(out) as b:
         assert (b.crs, b.transform, b.shape, b.count, b.dtypes, b.nodata) == (
-            a.crs, a.transform, a.shape, a.count, a.dtypes, a.nodata)
+            a.crs,
+            a.transform,
+            a.shape,
+            a.count,
+            a.dtypes,
+            a.nodata,
+        )
         assert b.descriptions == a.descriptions
         tags = b.tags()
         assert tags["EGAN_METHOD"] == "match"
@@ -68,8 +74,13 @@ def test_fill_mask_sidecar(make_raster, make_reference, tmp_path):
 
 def test_no_cog_writes_tiled_geotiff(make_raster, make_reference, tmp_path):
     out = tmp_path / "out.tif"
-    fill_raster(make_raster(), make_reference(), out, FillConfig(ref_indexes=(2, 3, 4, 5)),
-                OutputConfig(cog=False, creation_options={"compress": "deflate"}))
+    fill_raster(
+        make_raster(),
+        make_reference(),
+        out,
+        FillConfig(ref_indexes=(2, 3, 4, 5)),
+        OutputConfig(cog=False, creation_options={"compress": "deflate"}),
+    )
     with rasterio.open(out) as ds:
         assert ds.profile["tiled"] and ds.compression.name == "deflate"
         assert ds.overviews(1) == []
@@ -111,7 +122,7 @@ class AffineFiller:
         pass
 
     def __call__(self, batch: TileBatch) -> np.ndarray:
-        n, c, t, _ = batch.hr.shape
+        _, c, t, _ = batch.hr.shape
         yy, xx = np.mgrid[0:t, 0:t].astype(np.float64)
         out = np.empty(batch.hr.shape, np.float32)
         for i, (r, col) in enumerate(batch.origins):
@@ -138,8 +149,9 @@ def affine_truth(height, width, bands):
 def test_seams_affine_filler_exact_whatever_the_tiling(make_raster, make_reference, tmp_path, tiles):
     hr = make_raster(dtype="float32", kind="nodata")
     out = tmp_path / "out.tif"
-    fill_raster(hr, make_reference(), out, FillConfig(ref_indexes=(2, 3, 4, 5), tiles=tiles),
-                filler=AffineFiller())
+    fill_raster(
+        hr, make_reference(), out, FillConfig(ref_indexes=(2, 3, 4, 5), tiles=tiles), filler=AffineFiller()
+    )
     gap = hole(300, 340)
     got = read(out)[:, gap]
     want = affine_truth(300, 340, 4)[:, gap]
@@ -151,7 +163,12 @@ def test_batch_size_does_not_change_output(make_raster, make_reference, tmp_path
     outs = []
     for bs in (1, 4):
         out = tmp_path / f"out{bs}.tif"
-        fill_raster(hr, ref, out, FillConfig(ref_indexes=(2, 3, 4, 5), tiles=TileConfig(size=64, overlap=16, batch_size=bs)))
+        fill_raster(
+            hr,
+            ref,
+            out,
+            FillConfig(ref_indexes=(2, 3, 4, 5), tiles=TileConfig(size=64, overlap=16, batch_size=bs)),
+        )
         outs.append(read(out))
     assert np.array_equal(outs[0], outs[1])
 
@@ -170,8 +187,12 @@ def test_image_smaller_than_one_window(make_raster, make_reference, tmp_path):
 def test_only_windows_touching_the_gap_are_computed(make_raster, make_reference, tmp_path):
     gap = np.zeros((300, 340), bool)
     gap[5:10, 5:10] = True
-    result = fill_raster(make_raster(gap=gap), make_reference(), tmp_path / "o.tif",
-                         FillConfig(ref_indexes=(2, 3, 4, 5), tiles=TileConfig(size=64, overlap=16)))
+    result = fill_raster(
+        make_raster(gap=gap),
+        make_reference(),
+        tmp_path / "o.tif",
+        FillConfig(ref_indexes=(2, 3, 4, 5), tiles=TileConfig(size=64, overlap=16)),
+    )
     assert result.windows_total == 6 * 7  # rows 0,48,..,192,236; cols 0,48,..,240,276
     assert result.windows_computed == 1
 

@@ -12,13 +12,16 @@ from extendgan_geo.blending import StripAccumulator, axis_weights, cast_to_dtype
 from extendgan_geo.tiling import WindowGrid, axis_origins
 
 
-@pytest.mark.parametrize(("length", "size", "stride", "want"), [
-    (100, 256, 192, [0]),
-    (256, 256, 192, [0]),
-    (257, 256, 192, [0, 1]),
-    (600, 256, 192, [0, 192, 344]),
-    (640, 256, 192, [0, 192, 384]),
-])
+@pytest.mark.parametrize(
+    ("length", "size", "stride", "want"),
+    [
+        (100, 256, 192, [0]),
+        (256, 256, 192, [0]),
+        (257, 256, 192, [0, 1]),
+        (600, 256, 192, [0, 192, 344]),
+        (640, 256, 192, [0, 192, 384]),
+    ],
+)
 def test_axis_origins_cover_the_axis_and_end_flush(length, size, stride, want):
     got = axis_origins(length, size, stride)
     assert got == want
@@ -49,12 +52,15 @@ def test_cols_with_gap():
     assert grid.cols_with_gap(gap) == [48, 96]
 
 
-@pytest.mark.parametrize(("dtype", "nodata", "values", "want"), [
-    ("uint16", 0, [-5.0, 0.2, 0.5, 1.5, 70000.0], [1, 1, 1, 2, 65535]),
-    ("uint8", 255, [254.6, 300.0, 12.4], [254, 254, 12]),
-    ("int16", -9999, [-9999.2, -40000.0, 3.5], [-9998, -32768, 4]),
-    ("float32", -9999.0, [-9999.0, 1.25], [np.nextafter(np.float32(-9999), np.float32(np.inf)), 1.25]),
-])
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "values", "want"),
+    [
+        ("uint16", 0, [-5.0, 0.2, 0.5, 1.5, 70000.0], [1, 1, 1, 2, 65535]),
+        ("uint8", 255, [254.6, 300.0, 12.4], [254, 254, 12]),
+        ("int16", -9999, [-9999.2, -40000.0, 3.5], [-9998, -32768, 4]),
+        ("float32", -9999.0, [-9999.0, 1.25], [np.nextafter(np.float32(-9999), np.float32(np.inf)), 1.25]),
+    ],
+)
 def test_cast_rounds_clips_and_avoids_nodata(dtype, nodata, values, want):
     got = cast_to_dtype(np.array(values, np.float32), np.dtype(dtype), nodata)
     assert got.dtype == np.dtype(dtype)
@@ -81,14 +87,17 @@ def test_strip_accumulator_ignores_nan_predictions():
     assert np.isnan(values[:, 0, 1]).all()
 
 
-@pytest.mark.parametrize(("module", "banned"), [
-    ("extendgan_geo.tiling", "rasterio"),
-    ("extendgan_geo.blending", "rasterio"),
-    ("extendgan_geo.blending", "torch"),
-    ("extendgan_geo.io.raster", "torch"),
-    ("extendgan_geo.pipeline", "torch"),
-    ("extendgan_geo.cli.main", "rasterio"),
-])
+@pytest.mark.parametrize(
+    ("module", "banned"),
+    [
+        ("extendgan_geo.tiling", "rasterio"),
+        ("extendgan_geo.blending", "rasterio"),
+        ("extendgan_geo.blending", "torch"),
+        ("extendgan_geo.io.raster", "torch"),
+        ("extendgan_geo.pipeline", "torch"),
+        ("extendgan_geo.cli.main", "rasterio"),
+    ],
+)
 def test_import_boundary(module, banned):
     probe = f"import sys, {module}; sys.exit({banned!r} in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe]).returncode == 0

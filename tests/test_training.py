@@ -18,12 +18,26 @@ from extendgan_geo.training.loop import Trainer, _batch, train
 
 @pytest.fixture
 def train_raster(make_raster):
-    return str(make_raster("train.tif", height=256, width=320, kind="none", gap=np.zeros((256, 320), bool), bands=3))
+    return str(
+        make_raster("train.tif", height=256, width=320, kind="none", gap=np.zeros((256, 320), bool), bands=3)
+    )
 
 
 def tiny(tmp_path, raster, **kw):
-    values = dict(hr=(raster,), out=str(tmp_path / "run"), width=4, disc_width=8, crop=64, block=64,
-                  batch_size=2, samples_per_epoch=4, epochs=2, val_samples=4, seed=3, device="cpu")
+    values = dict(
+        hr=(raster,),
+        out=str(tmp_path / "run"),
+        width=4,
+        disc_width=8,
+        crop=64,
+        block=64,
+        batch_size=2,
+        samples_per_epoch=4,
+        epochs=2,
+        val_samples=4,
+        seed=3,
+        device="cpu",
+    )
     values.update(kw)
     return build_config("small", None, values)
 
@@ -101,6 +115,10 @@ def test_gan_refuses_another_band_layout(train_raster, make_raster, make_referen
 
     result = train(tiny(tmp_path, train_raster, epochs=1))
     with pytest.raises(BandMismatchError, match="trained for 3 bands"):
-        fill_raster(make_raster(bands=4), make_reference(bands=4), tmp_path / "x.tif",
-                    FillConfig(method="gan", model=result.best, ref_indexes=(2, 3, 4, 5)))
+        fill_raster(
+            make_raster(bands=4),
+            make_reference(bands=4),
+            tmp_path / "x.tif",
+            FillConfig(method="gan", model=result.best, ref_indexes=(2, 3, 4, 5)),
+        )
     assert not (tmp_path / "x.tif").exists()

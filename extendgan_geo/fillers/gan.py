@@ -45,7 +45,9 @@ def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; expected --device cpu or auto")
+        raise ConfigError(
+            "--device cuda was asked for but torch sees no CUDA GPU; expected --device cpu or auto"
+        )
     return device
 
 
@@ -57,12 +59,16 @@ class GanFiller:
         meta: checkpoint metadata.
         model_hash: sha256 of the checkpoint file.
         device: torch device name.
+        precision: "fp32" or "bf16" (autocast).
     """
 
     name = "gan"
 
-    def __init__(self, generator: Any, meta: dict[str, Any], *, model_hash: str, device: str) -> None:
+    def __init__(
+        self, generator: Any, meta: dict[str, Any], *, model_hash: str, device: str, precision: str = "fp32"
+    ) -> None:
         self.generator = generator.to(device)
+        self.precision = precision
         self.meta = meta
         self.model_hash = model_hash
         self.device = device
@@ -74,7 +80,9 @@ class GanFiller:
         self.tile: int | None = int(meta["tile"]) if meta.get("tile") else None
         self.scaling = BandScaling.from_dict(meta["scaling"]["hr"])
         self.ref_input = meta.get("ref_input", "matched")
-        self.ref_scaling = self.scaling if self.ref_input == "matched" else BandScaling.from_dict(meta["scaling"]["ref"])
+        self.ref_scaling = (
+            self.scaling if self.ref_input == "matched" else BandScaling.from_dict(meta["scaling"]["ref"])
+        )
         self.matcher = MatchFiller(self.bands) if self.ref_input == "matched" else None
 
     def prepare(self, sample: TileBatch) -> None:
@@ -91,7 +99,11 @@ class GanFiller:
         hr = self.scaling.to_model(batch.hr, axis=1)
         ref_m = np.where(ref_ok, self.ref_scaling.to_model(np.nan_to_num(ref), axis=1), 0.0)
         gap = batch.gap.astype(np.float32)
-        with torch.inference_mode():
+        bf16 = self.precision == "bf16"
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=bf16),
+        ):
             out = self.generator(
                 torch.from_numpy(np.ascontiguousarray(hr)).to(self.device),
                 torch.from_numpy(np.ascontiguousarray(ref_m, dtype=np.float32)).to(self.device),
@@ -101,13 +113,14 @@ class GanFiller:
         return np.where(ref_ok, pred, np.float32(np.nan)).astype(np.float32)
 
 
-def load_gan_filler(model: str | None, *, device: str, bands: int) -> GanFiller:
+def load_gan_filler(model: str | None, *, device: str, bands: int, precision: str = "fp32") -> GanFiller:
     """Load an Extend-GAN checkpoint (or the bundled one) as a filler.
 
     Args:
         model: checkpoint path, or None for the model shipped in the package.
         device: "auto", "cpu" or "cuda".
         bands: HR band count the run fills.
+        precision: "fp32" or "bf16".
 
     Raises:
         CheckpointError: no checkpoint, or an unreadable one.
@@ -129,6 +142,8 @@ def load_gan_filler(model: str | None, *, device: str, bands: int) -> GanFiller:
             f"model {os.path.basename(path)!r} was trained for {trained} bands ({names}) but {bands} are selected; "
             f"expected {trained}: select them with -b/--bidx and --ref-bidx, or train a model for this layout"
         )
-    filler = GanFiller(generator, meta, model_hash=file_sha256(path), device=pick_device(device))
+    filler = GanFiller(
+        generator, meta, model_hash=file_sha256(path), device=pick_device(device), precision=precision
+    )
     logger.info("gan: %s (%s), device %s", os.path.basename(path), filler.model_hash[:12], filler.device)
     return filler

@@ -38,10 +38,14 @@ def check_output(path: str, cfg: OutputConfig, *, sidecars: tuple[str, ...] = ()
     """
     for p in (path, *(path + s for s in sidecars)):
         if os.path.exists(p) and not cfg.overwrite:
-            raise OutputExistsError(f"output {p!r} already exists; expected a new path: pass --overwrite to replace it")
+            raise OutputExistsError(
+                f"output {p!r} already exists; expected a new path: pass --overwrite to replace it"
+            )
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise ConfigError(f"output folder {folder!r} does not exist; expected an existing folder: create it first")
+        raise ConfigError(
+            f"output folder {folder!r} does not exist; expected an existing folder: create it first"
+        )
 
 
 def output_profile(src: DatasetReader, cfg: OutputConfig, *, nodata: float | None) -> dict[str, Any]:
@@ -159,7 +163,9 @@ def finalize(
 
     staged = temp_path(final, tmpdir, ".cog.tif")
     with removing_on_error(staged):
-        dst_kwargs = {k: v for k, v in profile.items() if k not in {"crs", "transform", "width", "height", "count"}}
+        dst_kwargs = {
+            k: v for k, v in profile.items() if k not in {"crs", "transform", "width", "height", "count"}
+        }
         dst_kwargs.pop("dtype", None)
         dst_kwargs.pop("nodata", None)
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True):

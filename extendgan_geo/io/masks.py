@@ -29,7 +29,18 @@ from extendgan_geo.io.reference import footprint_overlap
 
 logger = logging.getLogger(__name__)
 
-VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml", ".sqlite", ".zip", ".parquet")
+VECTOR_SUFFIXES = (
+    ".gpkg",
+    ".shp",
+    ".geojson",
+    ".json",
+    ".fgb",
+    ".gml",
+    ".kml",
+    ".sqlite",
+    ".zip",
+    ".parquet",
+)
 
 
 class GapSource(Protocol):

@@ -18,9 +18,9 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
-from affine import Affine
 import rasterio
 import rasterio.shutil
+from affine import Affine
 from rasterio.coords import disjoint_bounds
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
@@ -230,9 +230,20 @@ def _materialize(vrt: WarpedVRT, indexes: tuple[int, ...], tmpdir: str | None) -
     fd, path = tempfile.mkstemp(prefix=".egan-ref.", suffix=".tif", dir=tmpdir)
     os.close(fd)
     profile = {
-        "driver": "GTiff", "width": vrt.width, "height": vrt.height, "count": len(indexes), "dtype": "float32",
-        "crs": vrt.crs, "transform": vrt.transform, "nodata": np.nan, "tiled": True,
-        "blockxsize": 256, "blockysize": 256, "compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer",
+        "driver": "GTiff",
+        "width": vrt.width,
+        "height": vrt.height,
+        "count": len(indexes),
+        "dtype": "float32",
+        "crs": vrt.crs,
+        "transform": vrt.transform,
+        "nodata": np.nan,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "zstd",
+        "zstd_level": 1,
+        "bigtiff": "if_safer",
     }
     try:
         with rasterio.open(path, "w", **profile) as dst:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -9,7 +11,9 @@ from torch.nn.utils import spectral_norm
 
 
 class Discriminator(nn.Module):
-    """Six stride-2 5x5 convolutions (64-128-256-256-256-256 channels x width/64), a 3x3 convolution, global
+    """Spectral-normalised stack of stride-2 convolutions with a pooled linear head.
+
+    Six stride-2 5x5 convolutions (64-128-256-256-256-256 channels x width/64), a 3x3 convolution, global
     average pooling and a linear layer, every layer spectrally normalised; LeakyReLU 0.01 as in the authors' code.
 
     The authors end with a 4x4 "valid" convolution that only fits 256 px crops; pooling makes the same stack work
@@ -21,7 +25,8 @@ class Discriminator(nn.Module):
         super().__init__()
         chans = [bands + 1 + ref_bands, width, 2 * width, 4 * width, 4 * width, 4 * width, 4 * width]
         self.convs = nn.ModuleList(
-            spectral_norm(nn.Conv2d(a, b, 5, stride=2, padding=2)) for a, b in zip(chans[:-1], chans[1:], strict=True)
+            spectral_norm(nn.Conv2d(a, b, 5, stride=2, padding=2))
+            for a, b in itertools.pairwise(chans)
         )
         self.head = spectral_norm(nn.Conv2d(chans[-1], chans[-1], 3, padding=1))
         self.linear = spectral_norm(nn.Linear(chans[-1], 1, bias=False))

@@ -39,7 +39,9 @@ class GeneratorConfig:
         if self.bands < 1 or self.ref_bands < 1 or self.width < 2:
             raise ValueError(f"bands, ref_bands >= 1 and width >= 2 expected, got {asdict(self)}")
         if self.residual and self.ref_bands != self.bands:
-            raise ValueError(f"a residual generator needs ref_bands == bands, got {self.ref_bands} and {self.bands}")
+            raise ValueError(
+                f"a residual generator needs ref_bands == bands, got {self.ref_bands} and {self.bands}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
@@ -54,11 +56,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class Generator(nn.Module):
-    """U-Net of gated convolutions: 2 stride-2 downsamplings, dilations 2/4/8/16 at 1/4 resolution,
-    concatenation skips and bilinear upsampling (layer table in docs/model.md).
+    """U-Net of gated convolutions with LARN.
+
+    Two stride-2 downsamplings, dilations 2/4/8/16 at 1/4 resolution, concatenation skips and bilinear
+    upsampling (layer table in docs/model.md).
 
     Input: masked HR (N, bands, H, W), reference on the HR grid (N, ref_bands, H, W) and gap (N, 1, H, W), all
-    in model range ([-1, 1]-ish, gap 1 = missing), any H and W (padded by reflection to multiples of 4 inside).
+    in model range ([-1, 1]-ish, gap 1 = missing), any H and W (padded by edge replication to multiples of 4 inside).
     Output: (N, bands, H, W).
     """
 

@@ -97,12 +97,36 @@ class TrainConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's network and optimisation (Sec. III-A-2): width 32, batch 8, 256 px crops, lr 1e-5 / 1e-4.
-    "paper": {"width": 32, "disc_width": 64, "crop": 256, "block": 512, "batch_size": 8, "lr_g": 1e-5,
-              "lr_d": 1e-4, "epochs": 2400, "samples_per_epoch": 1800, "cosine": False, "residual": False},
+    "paper": {
+        "width": 32,
+        "disc_width": 64,
+        "crop": 256,
+        "block": 512,
+        "batch_size": 8,
+        "lr_g": 1e-5,
+        "lr_d": 1e-4,
+        "epochs": 2400,
+        "samples_per_epoch": 1800,
+        "cosine": False,
+        "residual": False,
+    },
     # The authors' code: instance norm, their LARN statistics, margin 0.3, lr 5e-4 / 1e-3 with cosine decay.
-    "code": {"width": 32, "disc_width": 64, "crop": 256, "block": 512, "batch_size": 8, "lr_g": 5e-4,
-             "lr_d": 1e-3, "epochs": 2400, "samples_per_epoch": 1800, "margin": 0.3, "instance_norm": True,
-             "larn_stats": "code", "cosine": True, "residual": False},
+    "code": {
+        "width": 32,
+        "disc_width": 64,
+        "crop": 256,
+        "block": 512,
+        "batch_size": 8,
+        "lr_g": 5e-4,
+        "lr_d": 1e-3,
+        "epochs": 2400,
+        "samples_per_epoch": 1800,
+        "margin": 0.3,
+        "instance_norm": True,
+        "larn_stats": "code",
+        "cosine": True,
+        "residual": False,
+    },
     # Trains usefully on a 2-core CPU in about an hour.
     "small": {},
 }
@@ -131,7 +155,9 @@ def build_config(preset: str, settings: str | None, overrides: dict[str, Any]) -
             with open(settings, "rb") as f:
                 values.update(tomllib.load(f).get("train", {}))
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read settings {settings!r} ({exc}); expected a TOML file with a [train] table") from exc
+            raise ConfigError(
+                f"cannot read settings {settings!r} ({exc}); expected a TOML file with a [train] table"
+            ) from exc
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)

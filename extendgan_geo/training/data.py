@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from extendgan_geo import masks_synth
@@ -94,7 +93,9 @@ class RasterSamples:
         self.sources = [self._open(spec, val_fraction) for spec in specs]
         counts = {len(s.hr.indexes) for s in self.sources}
         if len(counts) != 1:
-            raise InputError(f"training rasters have different band counts {sorted(counts)}; expected one: use --bidx")
+            raise InputError(
+                f"training rasters have different band counts {sorted(counts)}; expected one: use --bidx"
+            )
         self.bands = counts.pop()
         self.scaling = self._fit_scaling()
         self.band_range = np.asarray(self.scaling.high) - np.asarray(self.scaling.low)
@@ -112,8 +113,12 @@ class RasterSamples:
             for c in range(0, width - self.crop + 1, self.block):
                 blocks[_split_of(spec.hr, r, c, self.seed, val_fraction)].append((r, c))
         if not blocks["train"]:
-            raise InputError(f"training raster {spec.hr!r} ({width}x{height}) is smaller than one {self.crop} px crop")
-        logger.info("%s: %d train and %d validation blocks", spec.hr, len(blocks["train"]), len(blocks["val"]))
+            raise InputError(
+                f"training raster {spec.hr!r} ({width}x{height}) is smaller than one {self.crop} px crop"
+            )
+        logger.info(
+            "%s: %d train and %d validation blocks", spec.hr, len(blocks["train"]), len(blocks["val"])
+        )
         return _Source(spec, hr, ref, blocks)
 
     def _fit_scaling(self) -> BandScaling:
@@ -145,8 +150,10 @@ class RasterSamples:
             if pick is not None:
                 break
         else:
-            raise InputError("could not find a training crop with enough valid pixels; check the nodata of the rasters")
-        source, hr, ref, factor = pick
+            raise InputError(
+                "could not find a training crop with enough valid pixels; check the nodata of the rasters"
+            )
+        _, hr, ref, factor = pick
         gap = masks_synth.draw(self.crop, rng, self.mask_kinds, self.mask_pool)
         k = int(rng.integers(4))
         flip = bool(rng.integers(2))

@@ -35,8 +35,23 @@ from extendgan_geo.training.data import RasterSamples, SourceSpec
 logger = logging.getLogger(__name__)
 
 LOG_FIELDS = [
-    "epoch", "step", "lr_g", "lr_d", "loss_g", "loss_adv", "loss_rec", "loss_triplet", "loss_d",
-    "val_mae", "val_psnr", "val_ssim", "match_mae", "match_psnr", "match_ssim", "seconds", "samples_per_s",
+    "epoch",
+    "step",
+    "lr_g",
+    "lr_d",
+    "loss_g",
+    "loss_adv",
+    "loss_rec",
+    "loss_triplet",
+    "loss_d",
+    "val_mae",
+    "val_psnr",
+    "val_ssim",
+    "match_mae",
+    "match_psnr",
+    "match_ssim",
+    "seconds",
+    "samples_per_s",
 ]
 
 
@@ -75,7 +90,9 @@ def _dist_init(device: torch.device) -> tuple[int, int]:
     return 0, 1
 
 
-def _batch(data: RasterSamples, split: str, epoch: int, ids: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+def _batch(
+    data: RasterSamples, split: str, epoch: int, ids: list[int], device: torch.device
+) -> dict[str, torch.Tensor]:
     samples = [data.sample(split, epoch, i) for i in ids]
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])).to(device) for k in ("hr", "ref", "gap")}
 
@@ -87,8 +104,13 @@ class Trainer:
         self.cfg, self.data, self.device = cfg, data, device
         torch.manual_seed(cfg.seed)
         gcfg = GeneratorConfig(
-            bands=data.bands, ref_bands=data.bands, width=cfg.width, larn=cfg.larn,
-            larn_stats=cfg.larn_stats, instance_norm=cfg.instance_norm, residual=cfg.residual,  # type: ignore[arg-type]
+            bands=data.bands,
+            ref_bands=data.bands,
+            width=cfg.width,
+            larn=cfg.larn,
+            larn_stats=cfg.larn_stats,
+            instance_norm=cfg.instance_norm,
+            residual=cfg.residual,  # type: ignore[arg-type]
         )
         self.gcfg = gcfg
         self.g: nn.Module = Generator(gcfg).to(device)
@@ -127,12 +149,19 @@ class Trainer:
         loss_g.backward()
         self.opt_g.step()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            loss_d = losses.d_hinge(self.d_run(hr, gap, ref).float(), self.d_run(comp.detach(), gap, ref).float())
+            loss_d = losses.d_hinge(
+                self.d_run(hr, gap, ref).float(), self.d_run(comp.detach(), gap, ref).float()
+            )
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
-        return {"loss_g": loss_g.item(), "loss_adv": adv.item(), "loss_rec": rec.item(),
-                "loss_triplet": float(tri.item()), "loss_d": loss_d.item()}
+        return {
+            "loss_g": loss_g.item(),
+            "loss_adv": adv.item(),
+            "loss_rec": rec.item(),
+            "loss_triplet": float(tri.item()),
+            "loss_d": loss_d.item(),
+        }
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -141,9 +170,13 @@ class Trainer:
         if n == 0:
             return {}
         self.g.eval()
-        sums: dict[str, float] = dict.fromkeys(("val_mae", "val_psnr", "val_ssim", "match_mae", "match_psnr", "match_ssim"), 0.0)
+        sums: dict[str, float] = dict.fromkeys(
+            ("val_mae", "val_psnr", "val_ssim", "match_mae", "match_psnr", "match_ssim"), 0.0
+        )
         for start in range(0, n, self.cfg.batch_size):
-            b = _batch(self.data, "val", 0, list(range(start, min(n, start + self.cfg.batch_size))), self.device)
+            b = _batch(
+                self.data, "val", 0, list(range(start, min(n, start + self.cfg.batch_size))), self.device
+            )
             out = self.g(b["hr"], b["ref"], b["gap"]).float()
             for name, pred in (("val", out), ("match", b["ref"])):
                 comp = pred * b["gap"] + b["hr"] * (1 - b["gap"])
@@ -153,6 +186,7 @@ class Trainer:
         return {k: v / n for k, v in sums.items()}
 
     def tensors(self, full: bool) -> dict[str, torch.Tensor]:
+        """Generator weights; with `full`, also the discriminator and both optimiser states (for resume)."""
         out = state_tensors("generator", self.g)
         if full:
             out.update(state_tensors("discriminator", self.d))
@@ -163,8 +197,11 @@ class Trainer:
         return out
 
     def meta(self, val: dict[str, float]) -> dict[str, Any]:
+        """Checkpoint metadata: architecture, bands, scaling, training data, validation metrics, settings."""
         cfg, data = self.cfg, self.data
-        names = [data.sources[0].hr.src.descriptions[i - 1] or f"band {i}" for i in data.sources[0].hr.indexes]
+        names = [
+            data.sources[0].hr.src.descriptions[i - 1] or f"band {i}" for i in data.sources[0].hr.indexes
+        ]
         return {
             "generator": dataclasses.asdict(self.gcfg),
             "discriminator": {"width": cfg.disc_width},
@@ -190,9 +227,13 @@ class Trainer:
         """Restore models, optimisers, epoch and best score from a full checkpoint."""
         tensors, meta = read_checkpoint(path)
         if "epoch" not in meta or not any(k.startswith("opt_g.") for k in tensors):
-            raise CheckpointError(f"{path!r} is not a resumable checkpoint; expected last.safetensors of a run")
+            raise CheckpointError(
+                f"{path!r} is not a resumable checkpoint; expected last.safetensors of a run"
+            )
         for prefix, module in (("generator", self.g), ("discriminator", self.d)):
-            module.load_state_dict({k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+            module.load_state_dict(
+                {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            )
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             state = opt.state_dict()
             restored: dict[int, dict[str, torch.Tensor]] = {}
@@ -237,8 +278,14 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
     pool = _load_masks(cfg.mask_files)
     kinds = cfg.mask_kinds + (("file",) if pool and "file" not in cfg.mask_kinds else ())
     data = RasterSamples(
-        specs, crop=cfg.crop, block=cfg.block, val_fraction=cfg.val_fraction, mask_kinds=kinds, mask_pool=pool,
-        degrade=DegradeConfig(factor=cfg.factor), seed=cfg.seed,
+        specs,
+        crop=cfg.crop,
+        block=cfg.block,
+        val_fraction=cfg.val_fraction,
+        mask_kinds=kinds,
+        mask_pool=pool,
+        degrade=DegradeConfig(factor=cfg.factor),
+        seed=cfg.seed,
     )
     trainer = Trainer(cfg, data, device, world)
     if cfg.resume:
@@ -271,8 +318,13 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
 
 
 def _run_epoch(
-    trainer: Trainer, epoch: int, steps: int, rank: int, world: int,
-    progress: Callable[[int, int], None] | None, total: int,
+    trainer: Trainer,
+    epoch: int,
+    steps: int,
+    rank: int,
+    world: int,
+    progress: Callable[[int, int], None] | None,
+    total: int,
 ) -> dict[str, float]:
     cfg = trainer.cfg
     lr_g, lr_d = trainer.set_lr(epoch)
@@ -280,7 +332,9 @@ def _run_epoch(
     sums: dict[str, float] = {}
     for step in range(steps):
         first = (step * world + rank) * cfg.batch_size
-        batch = _batch(trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), trainer.device)
+        batch = _batch(
+            trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), trainer.device
+        )
         for k, v in trainer.step(batch).items():
             sums[k] = sums.get(k, 0.0) + v
         if progress:

@@ -1,0 +1,142 @@
+"""Model cost: parameters, multiply-accumulates per 256 x 256 tile, forward time (fp32/bf16), training throughput.
+
+Usage: python benchmarks/bench_model.py [--repeats 5] [--json out.json]
+Prints a Markdown table; docs/model.md quotes it with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from extendgan_geo.model.discriminator import Discriminator
+from extendgan_geo.model.generator import Generator, GeneratorConfig
+from extendgan_geo.training.config import PRESETS, TrainConfig
+
+
+def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """Multiply-accumulates of convolutions and linear layers in one forward pass (forward hooks)."""
+    total = 0
+
+    def hook(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += out.numel() * k
+        elif isinstance(module, nn.Linear):
+            total += out.numel() * module.in_features
+
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    with torch.no_grad():
+        model(*inputs)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def time_forward(g: Generator, bands: int, dtype: torch.dtype, repeats: int, batch: int = 1) -> list[float]:
+    x = torch.randn(batch, bands, 256, 256)
+    gap = torch.zeros(batch, 1, 256, 256)
+    gap[..., 128:] = 1
+    times = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        g(x, x, gap)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            g(x, x, gap)
+            times.append((time.perf_counter() - t) / batch)
+    return times
+
+
+def time_training(preset: str, bands: int, repeats: int) -> float:
+    """Samples per second of G+D training steps on random tensors (data loading excluded)."""
+    from extendgan_geo.model import losses
+
+    cfg = TrainConfig(**{**PRESETS[preset], "preset": preset})
+    g = Generator(GeneratorConfig(bands=bands, ref_bands=bands, width=cfg.width, residual=cfg.residual))
+    d = Discriminator(bands, bands, width=cfg.disc_width)
+    og, od = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
+    n, s = cfg.batch_size, cfg.crop
+    hr, ref = torch.randn(n, bands, s, s), torch.randn(n, bands, s, s)
+    gap = torch.zeros(n, 1, s, s)
+    gap[..., s // 2 :] = 1
+
+    def step() -> None:
+        out = g(hr, ref, gap)
+        comp = out * gap + hr * (1 - gap)
+        loss = (
+            losses.l1(out, hr)
+            + 0.01 * losses.g_hinge(d(comp, gap, ref))
+            + 0.1 * losses.triplet_ssim(comp, hr, ref, gap)
+        )
+        og.zero_grad()
+        loss.backward()
+        og.step()
+        ld = losses.d_hinge(d(hr, gap, ref), d(comp.detach(), gap, ref))
+        od.zero_grad()
+        ld.backward()
+        od.step()
+
+    step()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return n / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bands", type=int, default=4)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rows = []
+    for preset in ("paper", "small"):
+        cfg = TrainConfig(**{**PRESETS[preset], "preset": preset})
+        g = Generator(GeneratorConfig(bands=3, ref_bands=3, width=cfg.width)).eval()
+        d = Discriminator(3, 3, width=cfg.disc_width)
+        x = torch.randn(1, 3, 256, 256)
+        gap = torch.zeros(1, 1, 256, 256)
+        row: dict[str, Any] = {
+            "preset": preset,
+            "width": cfg.width,
+            "g_params_M": sum(p.numel() for p in g.parameters()) / 1e6,
+            "d_params_M": sum(p.numel() for p in d.parameters()) / 1e6,
+            "g_gmacs": count_macs(g, x, x, gap) / 1e9,
+            "d_gmacs": count_macs(d, x, gap, x) / 1e9,
+        }
+        g4 = Generator(GeneratorConfig(bands=args.bands, ref_bands=args.bands, width=cfg.width)).eval()
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            t = time_forward(g4, args.bands, dtype, args.repeats)
+            row[f"fwd_{name}_ms_median"] = 1e3 * statistics.median(t)
+            row[f"fwd_{name}_ms_min"] = 1e3 * min(t)
+        row["train_samples_per_s"] = time_training(preset, args.bands, max(2, args.repeats // 2))
+        row["train_crop"] = cfg.crop
+        row["train_batch"] = cfg.batch_size
+        rows.append(row)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
