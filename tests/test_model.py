@@ -98,6 +98,8 @@ def test_hinge_losses():
     assert losses.d_hinge(torch.tensor([2.0]), torch.tensor([-2.0])).item() == 0.0
     assert losses.d_hinge(torch.tensor([0.0]), torch.tensor([0.0])).item() == 2.0
     assert losses.g_hinge(torch.tensor([1.0, 3.0])).item() == -2.0
+    assert losses.g_hinge(torch.tensor([-1.0, 3.0])).item() == -1.5  # eq. 4 as printed: ReLU inside
+    assert losses.g_hinge(torch.tensor([-1.0, 3.0]), relu=False).item() == -1.0
 
 
 def test_ssim_identical_is_one():

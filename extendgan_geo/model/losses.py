@@ -12,9 +12,9 @@ def d_hinge(real: Tensor, fake: Tensor) -> Tensor:
     return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
 
 
-def g_hinge(fake: Tensor) -> Tensor:
-    """Eq. 4: -mean(D(fake))."""
-    return -fake.mean()
+def g_hinge(fake: Tensor, *, relu: bool = True) -> Tensor:
+    """Eq. 4: -mean(ReLU(D(fake))) as printed in the paper; `relu=False` gives the authors' -mean(D(fake))."""
+    return -(F.relu(fake) if relu else fake).mean()
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:

@@ -142,7 +142,7 @@ class Trainer:
             out = self.g_run(hr, ref, gap)
             comp = out * gap + hr * (1.0 - gap)
             rec = losses.l1(out.float(), hr)
-            adv = losses.g_hinge(self.d_run(comp, gap, ref).float())
+            adv = losses.g_hinge(self.d_run(comp, gap, ref).float(), relu=cfg.adv_relu)
         tri = losses.triplet_ssim(comp.float(), hr, ref, gap, margin=cfg.margin) if cfg.triplet else rec * 0
         loss_g = cfg.lambda_rec * rec + cfg.lambda_adv * adv + cfg.lambda_triplet * tri
         self.opt_g.zero_grad(set_to_none=True)
