@@ -41,7 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,9 +94,7 @@ def smooth_field(u: np.ndarray, v: np.ndarray, band: int) -> np.ndarray:
     u = np.asarray(u, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
     out = (1800.0 + 0.015 * k * u - 0.01 * v).astype(np.float32)
-    out += (450.0 * np.sin(u / (610.0 + 37 * k))).astype(np.float32) * np.cos(v / (530.0 - 23 * k)).astype(
-        np.float32
-    )
+    out += (450.0 * np.sin(u / (610.0 + 37 * k))).astype(np.float32) * np.cos(v / (530.0 - 23 * k)).astype(np.float32)
     out += (250.0 * np.sin(u / (173.0 + 11 * k) + k)).astype(np.float32) * np.sin(v / (211.0 + 7 * k)).astype(
         np.float32
     )
@@ -350,9 +348,7 @@ class ConvNetFiller:
 
     def flops_per_pixel(self) -> int:
         """Multiply-adds x 2 of the convolutions per output pixel."""
-        return sum(
-            2 * m.in_channels * m.out_channels * 9 for m in self.net if isinstance(m, self.torch.nn.Conv2d)
-        )
+        return sum(2 * m.in_channels * m.out_channels * 9 for m in self.net if isinstance(m, self.torch.nn.Conv2d))
 
     def prepare(self, sample: TileBatch) -> None:
         """Nothing to fit."""
@@ -543,8 +539,7 @@ def summarize(runs: list[Run], pixels: int) -> dict[str, Any]:
         "windows_total": runs[0].result["windows_total"],
         "gap_pixels": runs[0].result["gap_pixels"],
         "runs": [
-            {"total": r.seconds["total"], "wall": r.wall, "rss_kib": r.rss_kib, "seconds": r.seconds}
-            for r in runs
+            {"total": r.seconds["total"], "wall": r.wall, "rss_kib": r.rss_kib, "seconds": r.seconds} for r in runs
         ],
     }
 
@@ -704,9 +699,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         ]
         for label, s in group.items():
             st = s["stages_median"]
-            lines.append(
-                f"| {label} | " + " | ".join(f"{st[k]:.2f}" for k in ALL_STAGES) + f" | {st['total']:.2f} |"
-            )
+            lines.append(f"| {label} | " + " | ".join(f"{st[k]:.2f}" for k in ALL_STAGES) + f" | {st['total']:.2f} |")
     if "ratios" in res:
         lines += ["", "## Ratios (same invocation, medians)", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in res["ratios"].items()]
@@ -765,9 +758,7 @@ class Bench:
             "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
         }
         self.ref = ref_path(self.out, self.size)
-        self.hr = {
-            g: ensure_scene(self.out, self.size, g, self.scenes, blobs=args.blobs) for g in (0.05, 0.5, 0.1)
-        }
+        self.hr = {g: ensure_scene(self.out, self.size, g, self.scenes, blobs=args.blobs) for g in (0.05, 0.5, 0.1)}
 
     def kw(self, gap: float, method: str, cog: bool, name: str) -> dict[str, Any]:
         """Arguments of `run_fill` for the main scene."""
@@ -814,9 +805,7 @@ class Bench:
             self.ratios[f"convnet {m}: filler stage(5%) / filler stage(50%)"] = _ratio(
                 g, a, b, "stages_median", "filler"
             )
-        self.ratios["windows(5%) / windows(50%)"] = _ratio(
-            g, "convnet 5% cog", "convnet 50% cog", "windows_computed"
-        )
+        self.ratios["windows(5%) / windows(50%)"] = _ratio(g, "convnet 5% cog", "convnet 50% cog", "windows_computed")
 
     def memory(self) -> None:
         """Suite 2: peak RSS on a 10 % gap, main scene repeated, big scenes once each (deleted after)."""
@@ -874,6 +863,184 @@ def cmd_all(args: argparse.Namespace) -> None:
     bench.report(time.perf_counter() - t0)
 
 
+def _rss_kib() -> int:
+    """Current resident set size of this process, KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cmd_rss_trace(args: argparse.Namespace) -> None:
+    """Fill one scene with `--method match` in this process and report the peak RSS reached in each stage.
+
+    A thread samples VmRSS every `--interval` s; `extendgan_geo.pipeline._timed` is wrapped (in this process
+    only) so each sample is tagged with the stage running then ("untimed" outside the timed stages: opening
+    inputs, the reference warp, accumulator growth, closing the temporary file).
+    """
+    import contextlib
+    import threading
+    from collections.abc import Iterator
+
+    import extendgan_geo.pipeline as pipeline
+    from extendgan_geo.config import FillConfig, OutputConfig
+
+    stage = ["untimed"]
+    peaks: dict[str, int] = {}
+    original = pipeline._timed
+
+    @contextlib.contextmanager
+    def tagged(seconds: dict[str, float], name: str) -> Iterator[None]:
+        previous, stage[0] = stage[0], name
+        try:
+            with original(seconds, name):
+                yield
+        finally:
+            stage[0] = previous
+
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            rss, where = _rss_kib(), stage[0]
+            peaks[where] = max(peaks.get(where, 0), rss)
+            time.sleep(args.interval)
+
+    base = _rss_kib()
+    pipeline._timed = tagged  # type: ignore[assignment]
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        cfg = FillConfig(ref_indexes=tuple(int(b) for b in REF_BIDX.split(",")))
+        result = pipeline.fill_raster(args.hr, args.ref, args.output, cfg, OutputConfig(cog=args.cog, overwrite=True))
+    finally:
+        stop.set()
+        thread.join()
+        pipeline._timed = original
+    report = {
+        "hr": args.hr,
+        "cog": args.cog,
+        "rss_before_fill_mib": base / 1024,
+        "peak_rss_mib_by_stage": {k: round(v / 1024, 1) for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])},
+        "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
+    }
+    print(json.dumps(report, indent=2))
+
+
+def cmd_cog_variants(args: argparse.Namespace) -> None:
+    """Time ways of turning a filled GeoTIFF into a COG (what the engine's finalize stage does, and others).
+
+    The input is first copied to a ZSTD level-1 temporary file, like the engine's temporary file with --cog.
+    """
+    import rasterio
+    import rasterio.shutil
+    from rio_cogeo.cogeo import cog_translate
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "cogvar_tmp.tif"
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+        rasterio.shutil.copy(
+            args.src,
+            tmp,
+            driver="GTiff",
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            compress="zstd",
+            zstd_level=1,
+            predictor=2,
+            num_threads="all_cpus",
+        )
+    base = {
+        "driver": "GTiff",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "interleave": "pixel",
+        "compress": "zstd",
+        "predictor": 2,
+        "bigtiff": "if_safer",
+    }
+
+    def rio_cogeo(level: int | None, resampling: Any) -> None:
+        profile = dict(base, **({"zstd_level": level} if level else {}))
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=256):
+            cog_translate(
+                str(tmp),
+                str(out / "cogvar_out.tif"),
+                profile,
+                nodata=0,
+                overview_resampling=resampling,
+                use_cog_driver=False,
+                in_memory=False,
+                forward_band_tags=True,
+                forward_ns_tags=True,
+                quiet=True,
+                temporary_compression="ZSTD",
+                allow_intermediate_compression=True,
+            )
+
+    def gdal_cog(level: int, resampling: str) -> None:
+        with rasterio.Env(GDAL_CACHEMAX=256):
+            rasterio.shutil.copy(
+                tmp,
+                out / "cogvar_out.tif",
+                driver="COG",
+                compress="ZSTD",
+                level=level,
+                predictor="YES",
+                blocksize=512,
+                overview_resampling=resampling,
+                num_threads="ALL_CPUS",
+                bigtiff="IF_SAFER",
+            )
+
+    variants: dict[str, Callable[[], None]] = {
+        "rio-cogeo as in finalize (ZSTD default level 9, average overviews)": lambda: rio_cogeo(None, "average"),
+        "rio-cogeo, ZSTD level 1": lambda: rio_cogeo(1, "average"),
+        "rio-cogeo, ZSTD level 1, nearest overviews": lambda: rio_cogeo(1, "nearest"),
+        "GDAL COG driver, ZSTD level 9, average": lambda: gdal_cog(9, "AVERAGE"),
+        "GDAL COG driver, ZSTD level 1, average": lambda: gdal_cog(1, "AVERAGE"),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    sizes: dict[str, int] = {}
+    for _ in range(args.repeats):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            sizes[name] = (out / "cogvar_out.tif").stat().st_size
+    tmp.unlink()
+    (out / "cogvar_out.tif").unlink()
+    report = {k: {**stats(v), "mib": round(sizes[k] / 2**20, 1)} for k, v in times.items()}
+    print(json.dumps({"src": args.src, "seconds": report}, indent=2))
+
+
+def cmd_read_align(args: argparse.Namespace) -> None:
+    """Read the top `--rows-total` rows of a raster in full-width strips of several heights; print MP/s.
+
+    The engine reads in strips of one window stride (192 rows by default) from files tiled 512: this shows what
+    that costs against block-aligned strips.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    report: dict[str, float] = {}
+    for threads in ("ALL_CPUS", "1"):
+        for rows in args.rows:
+            with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS=threads), rasterio.open(args.src) as src:
+                total = min(args.rows_total, src.height)
+                t0 = time.perf_counter()
+                for r in range(0, total, rows):
+                    src.read(window=Window(0, r, src.width, min(rows, total - r)))
+                report[f"{rows} rows, GDAL_NUM_THREADS={threads}"] = (
+                    total * src.width / 1e6 / (time.perf_counter() - t0)
+                )
+    print(json.dumps({"src": args.src, "mp_per_s": report}, indent=2))
+
+
 def cmd_gen(args: argparse.Namespace) -> None:
     """Generate one scene (and its reference)."""
     args.out.mkdir(parents=True, exist_ok=True)
@@ -897,9 +1064,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "--out", type=Path, default=DEFAULT_OUT, help="folder for scenes and outputs [%(default)s]"
-        )
+        sp.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for scenes and outputs [%(default)s]")
         sp.add_argument("--blobs", type=int, default=3, help="discs in the gap [%(default)s]")
         sp.add_argument("--net-width", type=int, default=64, help="stand-in filler channels [%(default)s]")
         sp.add_argument("--net-depth", type=int, default=4, help="stand-in filler convolutions [%(default)s]")
@@ -930,6 +1095,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", type=int, default=4096)
     g.add_argument("--gap", type=float, default=0.1, help="gap fraction [%(default)s]")
     g.set_defaults(func=cmd_gen)
+
+    r = sub.add_parser("rss-trace", help="peak RSS per engine stage of one match fill (in-process)")
+    r.add_argument("hr")
+    r.add_argument("ref")
+    r.add_argument("output")
+    r.add_argument("--cog", action=argparse.BooleanOptionalAction, default=True)
+    r.add_argument("--interval", type=float, default=0.02, help="RSS sampling period, s [%(default)s]")
+    r.set_defaults(func=cmd_rss_trace)
+
+    c = sub.add_parser("cog-variants", help="time COG conversions of a filled GeoTIFF")
+    c.add_argument("src", help="a filled GeoTIFF (e.g. OUT/runs/m5no-cog.tif)")
+    c.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    c.add_argument("--repeats", type=int, default=3)
+    c.set_defaults(func=cmd_cog_variants)
+
+    ra = sub.add_parser("read-align", help="read speed of full-width strips of several heights")
+    ra.add_argument("src")
+    ra.add_argument("--rows", type=_sizes, default=[512, 192], help="strip heights [512,192]")
+    ra.add_argument("--rows-total", type=int, default=8192, help="rows read per strip height [%(default)s]")
+    ra.set_defaults(func=cmd_read_align)
 
     t = sub.add_parser("tile-cost", help="per-window cost of the stand-in filler")
     common(t)
