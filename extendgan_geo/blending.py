@@ -32,9 +32,7 @@ def ramp(overlap: int, blend: BlendKind) -> np.ndarray:
     return np.ones(overlap, dtype=np.float32)
 
 
-def axis_weights(
-    length: int, overlap: int, blend: BlendKind, *, taper_start: bool, taper_end: bool
-) -> np.ndarray:
+def axis_weights(length: int, overlap: int, blend: BlendKind, *, taper_start: bool, taper_end: bool) -> np.ndarray:
     """1-D window weights along one axis, tapered only on sides that face another window.
 
     Returns:
@@ -106,35 +104,28 @@ def cast_to_dtype(values: np.ndarray, dtype: np.dtype, nodata: float | None) -> 
     return out
 
 
-class StripAccumulator:
-    """Weighted sums of window predictions over a band of full-width rows.
+class UnitAccumulator:
+    """Weighted sums of window predictions, kept only for the output units that windows touched.
 
-    Rows are added at the bottom as window rows advance and taken from the top once no later window touches
-    them, so at most about one window height plus one output block of rows is held.
+    The scene is divided into units (rectangles aligned with the output file's blocks). A window's prediction
+    is split over the units it overlaps; a unit is taken (blended, then written) once no later window can
+    touch it, so memory holds only the units of about one window row that lie near the gap.
 
-    Attributes:
-        top: scene row of the first row held.
-        sums: (bands, rows, width) float32 sum of weight x prediction.
-        weights: (rows, width) float32 sum of weights.
+    Args:
+        bands: prediction bands.
+        scene: (height, width) of the scene.
+        unit: (rows, cols) of a unit.
     """
 
-    def __init__(self, bands: int, width: int) -> None:
-        self.top = 0
-        self.sums = np.zeros((bands, 0, width), dtype=np.float32)
-        self.weights = np.zeros((0, width), dtype=np.float32)
+    def __init__(self, bands: int, scene: tuple[int, int], unit: tuple[int, int]) -> None:
+        self.bands, self.scene, self.unit = bands, scene, unit
+        self.units: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    @property
-    def bottom(self) -> int:
-        """Scene row just below the last row held."""
-        return self.top + self.weights.shape[0]
-
-    def extend_to(self, row: int) -> None:
-        """Grow the strip with zero rows so that it holds scene rows up to `row` (exclusive)."""
-        extra = row - self.bottom
-        if extra > 0:
-            bands, _, width = self.sums.shape
-            self.sums = np.concatenate([self.sums, np.zeros((bands, extra, width), np.float32)], axis=1)
-            self.weights = np.concatenate([self.weights, np.zeros((extra, width), np.float32)], axis=0)
+    def bounds(self, key: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(row_off, col_off, height, width) of a unit, clipped to the scene."""
+        (i, j), (uh, uw), (height, width) = key, self.unit, self.scene
+        r, c = i * uh, j * uw
+        return r, c, min(uh, height - r), min(uw, width - c)
 
     def add(self, prediction: np.ndarray, weights: np.ndarray, origin: tuple[int, int]) -> None:
         """Add one window's prediction.
@@ -144,25 +135,36 @@ class StripAccumulator:
             weights: (rows, cols) float32 window weights.
             origin: (row, col) of the window in the scene.
         """
-        r, c = origin[0] - self.top, origin[1]
-        h, w = weights.shape
+        (r, c), (h, w), (uh, uw) = origin, weights.shape, self.unit
         ok = np.isfinite(prediction).all(axis=0)
         wt = np.where(ok, weights, np.float32(0.0))
-        self.sums[:, r : r + h, c : c + w] += np.where(ok, prediction, np.float32(0.0)) * wt
-        self.weights[r : r + h, c : c + w] += wt
+        pw = np.where(ok, prediction, np.float32(0.0)) * wt
+        for i in range(r // uh, (r + h - 1) // uh + 1):
+            for j in range(c // uw, (c + w - 1) // uw + 1):
+                ur, uc, un, um = self.bounds((i, j))
+                r0, r1 = max(r, ur), min(r + h, ur + un)
+                c0, c1 = max(c, uc), min(c + w, uc + um)
+                if (i, j) not in self.units:
+                    self.units[(i, j)] = (np.zeros((self.bands, un, um), np.float32), np.zeros((un, um), np.float32))
+                sums, wsum = self.units[(i, j)]
+                src = (slice(r0 - r, r1 - r), slice(c0 - c, c1 - c))
+                dst = (slice(r0 - ur, r1 - ur), slice(c0 - uc, c1 - uc))
+                sums[(slice(None), *dst)] += pw[(slice(None), *src)]
+                wsum[dst] += wt[src]
 
-    def take(self, nrows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Remove the first `nrows` rows and return their blended values.
+    def finished(self, row: int) -> list[tuple[int, int]]:
+        """Keys of the units held that end at or above scene row `row`, in row-major order."""
+        return sorted(k for k in self.units if (k[0] + 1) * self.unit[0] <= row or row >= self.scene[0])
+
+    def take(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Remove a unit and return its blended values.
 
         Returns:
-            (bands, nrows, width) float32 blended predictions (NaN where no window contributed) and
-            (nrows, width) bool, True where at least one window contributed.
+            (bands, rows, cols) float32 blended predictions (NaN where no window contributed) and
+            (rows, cols) bool, True where at least one window contributed.
         """
-        sums, weights = self.sums[:, :nrows], self.weights[:nrows]
+        sums, weights = self.units.pop(key)
         covered = weights > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             values = np.where(covered, sums / np.maximum(weights, _EPS), np.float32(np.nan))
-        self.sums = self.sums[:, nrows:].copy()
-        self.weights = self.weights[nrows:].copy()
-        self.top += nrows
         return values.astype(np.float32, copy=False), covered

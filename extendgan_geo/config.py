@@ -116,9 +116,7 @@ class FillConfig:
         if self.mask_buffer < 0:
             raise ConfigError(f"mask buffer must be >= 0 px, got {self.mask_buffer}")
         if self.resampling not in get_args(ResamplingKind):
-            raise ConfigError(
-                f"resampling must be one of {get_args(ResamplingKind)}, got {self.resampling!r}"
-            )
+            raise ConfigError(f"resampling must be one of {get_args(ResamplingKind)}, got {self.resampling!r}")
         if self.method not in get_args(MethodKind):
             raise ConfigError(f"method must be one of {get_args(MethodKind)}, got {self.method!r}")
         if self.device not in get_args(DeviceKind):

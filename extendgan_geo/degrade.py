@@ -71,17 +71,13 @@ def simulate_reference(
     dy, dx = rng.uniform(-cfg.shift, cfg.shift, 2) * factor
     blurred = np.stack(
         [
-            ndimage.shift(
-                ndimage.gaussian_filter(b, sigma, mode="reflect"), (dy, dx), order=1, mode="nearest"
-            )
+            ndimage.shift(ndimage.gaussian_filter(b, sigma, mode="reflect"), (dy, dx), order=1, mode="nearest")
             for b in hr
         ]
     )
     ch, cw = max(1, round(h / factor)), max(1, round(w / factor))
     # Area average onto the coarse grid (zoom after the blur, which already removed what aliasing would fold).
-    coarse = np.stack(
-        [ndimage.zoom(b, (ch / h, cw / w), order=1, grid_mode=True, mode="nearest") for b in blurred]
-    )
+    coarse = np.stack([ndimage.zoom(b, (ch / h, cw / w), order=1, grid_mode=True, mode="nearest") for b in blurred])
     gain = rng.uniform(*cfg.gain, c)[:, None, None]
     offset = (rng.uniform(-cfg.offset, cfg.offset, c) * band_range)[:, None, None]
     coarse = coarse * gain + offset

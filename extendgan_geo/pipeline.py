@@ -1,9 +1,10 @@
 """`fill_raster`: the tool that joins I/O, the window grid, a filler, blending and the writer.
 
-The scene is processed in window rows from top to bottom. Each window row reads only the HR rows it adds,
-computes only the windows that contain a gap pixel, adds their predictions to a rolling strip with feathered
-weights, and writes every row that no later window touches, in whole output blocks. Pixels outside the gap are
-copied from the input unchanged.
+1. Open and validate every input (HR, reference, masks, filler, output path) before any work.
+2. Scan the gap once (a coarse map of where it is and how many pixels it has).
+3. Start the output as a copy of the HR raster, compute the windows that touch the gap and rewrite only the
+   output units that hold gap pixels (engine.py).
+4. Turn the copy into a COG (or keep it as a GeoTIFF) and move it onto the output path.
 """
 
 from __future__ import annotations
@@ -12,32 +13,34 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 
 from extendgan_geo import __version__
-from extendgan_geo.blending import StripAccumulator, cast_to_dtype, window_weights
 from extendgan_geo.config import FillConfig, OutputConfig
+from extendgan_geo.engine import Counts, Engine, Progress, timed
 from extendgan_geo.errors import BandMismatchError, ConfigError
 from extendgan_geo.fillers.base import Filler, TileBatch
-from extendgan_geo.io.cog import check_output, copy_metadata, finalize, open_temp, output_profile, temp_path
+from extendgan_geo.io.cog import (
+    check_output,
+    copies_bytes,
+    finalize,
+    make_base,
+    output_profile,
+    removing_on_error,
+    temp_path,
+)
+from extendgan_geo.io.gaps import GapReader
 from extendgan_geo.io.masks import GapSource, open_gap_source
 from extendgan_geo.io.raster import HrRaster, open_raster
 from extendgan_geo.io.reference import RefGrid, default_ref_indexes
-from extendgan_geo.io.strips import GapReader, HrStrip
-from extendgan_geo.tiling import WindowGrid
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
-
 FILL_MASK_SUFFIX = ".fillmask.tif"
-KEPT, FILLED, UNFILLED = 0, 1, 2
 
 
 @dataclass
@@ -177,149 +180,24 @@ def _open_inputs(
     return _Inputs(hr, ref, sources, filler, os.path.basename(ref_path))
 
 
-def _sample(
-    inputs: _Inputs, reader: GapReader, rows: int = 32, strips: int = 8, max_cols: int = 2048
-) -> TileBatch:
-    """A sparse sample of the scene: a few thin full-width strips, columns decimated."""
+def _sample(inputs: _Inputs, reader: GapReader, size: int = 64, grid: int = 8) -> TileBatch:
+    """A sparse sample of the scene for fillers that fit scene-wide statistics: a grid of small windows."""
     height, width = inputs.hr.shape
-    step = max(1, width // max_cols)
-    starts = sorted({int(s) for s in np.linspace(0, max(0, height - rows), strips)})
-    hrs, refs, gaps = [], [], []
+    h, w = min(size, height), min(size, width)
+    rows = sorted({int(v) for v in np.linspace(0, height - h, grid)})
+    cols = sorted({int(v) for v in np.linspace(0, width - w, grid)})
     sel = [i - 1 for i in inputs.hr.indexes]
-    for start in starts:
-        stop = min(height, start + rows)
-        data, gap, _ = reader.read(start, stop)
-        hrs.append(data[sel][:, :, ::step].astype(np.float32))
-        gaps.append(gap[None, :, ::step])
-        refs.append(inputs.ref.read(start, 0, stop - start, width)[:, :, ::step])
-    n = min(x.shape[1] for x in hrs)
-    return TileBatch(
-        hr=np.stack([x[:, :n] for x in hrs]),
-        ref=np.stack([x[:, :n] for x in refs]),
-        gap=np.stack([x[:, :n] for x in gaps]),
-        origins=np.array([[s, 0] for s in starts], dtype=np.int64),
-    )
-
-
-def _pad(a: np.ndarray, size: int) -> np.ndarray:
-    """Pad the last two axes to `size` by mirror reflection (only small scenes need it)."""
-    ph, pw = size - a.shape[-2], size - a.shape[-1]
-    if ph == 0 and pw == 0:
-        return a
-    pad = [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)]
-    return np.pad(a, pad, mode="symmetric")
-
-
-@contextlib.contextmanager
-def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - t0
-
-
-class _Engine:
-    """The streaming loop over window rows (one run)."""
-
-    def __init__(self, inputs: _Inputs, cfg: FillConfig, progress: Progress | None) -> None:
-        self.inputs = inputs
-        self.cfg = cfg
-        self.progress = progress
-        height, width = inputs.hr.shape
-        tiles = cfg.tiles
-        self.grid = WindowGrid.for_scene(height, width, tiles.size, tiles.stride)
-        self.reader = GapReader(inputs.hr, inputs.sources, buffer=cfg.mask_buffer)
-        self.strip = HrStrip(self.reader)
-        self.acc = StripAccumulator(len(inputs.hr.indexes), width)
-        self.result = FillResult(None, (height, width), method=inputs.filler.name, shift=inputs.ref.shift)
-        self.result.windows_total = self.grid.count
-        self.seconds = self.result.seconds
-        self.alpha_max = 0.0
-
-    def windows(self, i: int) -> list[int]:
-        """Read what window row `i` needs and return the column offsets of its windows to compute."""
-        r = self.grid.rows[i]
-        h = min(self.grid.size, self.grid.height - r)
-        with _timed(self.seconds, "read"):
-            self.strip.extend_to(r + h)
-        self.acc.extend_to(r + h)
-        return self.grid.cols_with_gap(self.strip.gap[r - self.strip.top : r - self.strip.top + h])
-
-    def compute(self, r: int, cols: list[int]) -> None:
-        """Run the filler over the windows of one window row and add their predictions to the strip."""
-        size, top = self.grid.size, self.strip.top
-        sel = [b - 1 for b in self.inputs.hr.indexes]
-        scene = (self.grid.height, self.grid.width)
-        for k in range(0, len(cols), self.cfg.tiles.batch_size):
-            chunk = cols[k : k + self.cfg.tiles.batch_size]
-            hrs, refs, gaps = [], [], []
-            for c in chunk:
-                h, w = self.grid.extent(r, c)
-                gap = self.strip.gap[r - top : r - top + h, c : c + w]
-                hr = self.strip.data[sel, r - top : r - top + h, c : c + w].astype(np.float32)
-                hr[:, gap] = 0.0
-                with _timed(self.seconds, "reference"):
-                    refs.append(_pad(self.inputs.ref.read(r, c, h, w), size))
-                hrs.append(_pad(hr, size))
-                gaps.append(_pad(gap[None], size))
-            batch = TileBatch(
-                np.stack(hrs), np.stack(refs), np.stack(gaps), np.array([[r, c] for c in chunk])
-            )
-            with _timed(self.seconds, "filler"):
-                pred = self.inputs.filler(batch)
-            with _timed(self.seconds, "blend"):
-                for j, c in enumerate(chunk):
-                    h, w = self.grid.extent(r, c)
-                    weights = window_weights(
-                        (h, w), self.cfg.tiles.overlap, self.cfg.tiles.blend, origin=(r, c), scene=scene
-                    )
-                    self.acc.add(pred[j, :, :h, :w], weights, (r, c))
-            self.result.windows_computed += len(chunk)
-
-    def composite(self, nrows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Take the first `nrows` finished rows and merge predictions into the gap.
-
-        Returns:
-            Output pixels (count, nrows, width), fill codes (nrows, width) uint8 and the output mask or None.
-        """
-        hr = self.inputs.hr
-        values, covered = self.acc.take(nrows)
-        data, gap, mask = self.strip.take(nrows)
-        filled = gap & covered
-        out = data.copy()
-        dtype = np.dtype(hr.src.dtypes[0])
-        for k, band in enumerate(hr.indexes):
-            out[band - 1][filled] = cast_to_dtype(values[k][filled], dtype, hr.nodata)
-        if hr.alpha is not None and filled.any():
-            out[hr.alpha - 1][filled] = self._opaque(data[hr.alpha - 1], dtype)
-        codes = np.where(filled, FILLED, np.where(gap, UNFILLED, KEPT)).astype(np.uint8)
-        n_gap, n_filled = int(gap.sum()), int(filled.sum())
-        self.result.gap_pixels += n_gap
-        self.result.filled_pixels += n_filled
-        self.result.unfilled_pixels += n_gap - n_filled
-        out_mask = None if mask is None else np.where(filled, np.uint8(255), mask)
-        return out, codes, out_mask
-
-    def _opaque(self, alpha: np.ndarray, dtype: np.dtype) -> float:
-        """The alpha value that means opaque in this file: the largest seen so far, else 255."""
-        self.alpha_max = max(self.alpha_max, float(alpha.max(initial=0)))
-        return self.alpha_max or 255.0
-
-    def rows(self) -> Iterator[tuple[int, int]]:
-        """Walk the window rows; yield (start, stop) of each run of finished rows, block-aligned."""
-        written = 0
-        for i, r in enumerate(self.grid.rows):
-            cols = self.windows(i)
-            if cols:
-                self.compute(r, cols)
-            if self.progress:
-                self.progress(len(self.grid.cols), self.grid.count)
-            done = self.grid.rows_done_after(i)
-            upto = done if done == self.grid.height else written + (done - written) // 512 * 512
-            if upto > written:
-                yield written, upto
-                written = upto
+    hrs, refs, gaps, origins = [], [], [], []
+    for r in rows:
+        for c in cols:
+            data, gap, _ = reader.read(r, c, h, w)
+            if data is None:
+                continue
+            hrs.append(data[sel].astype(np.float32))
+            gaps.append(gap[None])
+            refs.append(inputs.ref.read(r, c, h, w))
+            origins.append((r, c))
+    return TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array(origins, dtype=np.int64))
 
 
 def _provenance(inputs: _Inputs, cfg: FillConfig) -> dict[str, str]:
@@ -379,11 +257,10 @@ def fill_raster(
     cfg, out_cfg = cfg or FillConfig(), out_cfg or OutputConfig()
     output = os.fspath(output)
     check_output(output, out_cfg, sidecars=(FILL_MASK_SUFFIX,) if out_cfg.write_fill_mask else ())
-    inputs = _open_inputs(
-        os.fspath(hr_path), os.fspath(ref_path), mask and os.fspath(mask), cfg, filler, out_cfg.tmpdir
-    )
+    mask_path = None if mask is None else os.fspath(mask)
+    inputs = _open_inputs(os.fspath(hr_path), os.fspath(ref_path), mask_path, cfg, filler, out_cfg.tmpdir)
     try:
-        with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS="ALL_CPUS"):
+        with rasterio.Env(GDAL_CACHEMAX=128, GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True):
             result = _run(inputs, cfg, out_cfg, output, progress)
     finally:
         inputs.close()
@@ -392,56 +269,89 @@ def fill_raster(
     return result
 
 
-def _run(
-    inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, progress: Progress | None
-) -> FillResult:
-    """Stream the scene through the engine into temporary files, then move them into place."""
-    engine = _Engine(inputs, cfg, progress)
+def _run(inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, progress: Progress | None) -> FillResult:
+    """Scan the gap, copy the HR raster to a temporary file, patch the gap units, finalize."""
     hr = inputs.hr
     profile = output_profile(hr.src, out_cfg, nodata=hr.nodata)
-    with _timed(engine.seconds, "sample"):
-        inputs.filler.prepare(_sample(inputs, engine.reader))
-    profile["num_threads"] = "all_cpus"
+    reader = GapReader(hr, inputs.sources, buffer=cfg.mask_buffer)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "scan"):
+        scan = reader.scan()
+    with timed(seconds, "sample"):
+        inputs.filler.prepare(_sample(inputs, reader))
     tmp = temp_path(output, out_cfg.tmpdir, ".tif")
     mask_out = output + FILL_MASK_SUFFIX
     tmp_mask = temp_path(mask_out, out_cfg.tmpdir, ".tif")
-    mask_profile = dict(profile, count=1, dtype="uint8", nodata=None, predictor=2)
-    from extendgan_geo.io.cog import removing_on_error
-
     with removing_on_error(tmp, tmp_mask):
-        env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True)
-        with (
-            env,
-            open_temp(tmp, profile, compress_temp=not out_cfg.cog) as dst,
-            rasterio.open(tmp_mask, "w", **mask_profile) as mdst,
-        ):
-            copy_metadata(hr.src, dst, _provenance(inputs, cfg))
-            mdst.set_band_description(1, "0 kept, 1 filled, 2 gap left unfilled")
-            mdst.update_tags(
-                EGAN_FILL_MASK="0=kept,1=filled,2=unfilled", EGAN_OUTPUT=os.path.basename(output)
-            )
-            for start, stop in engine.rows():
-                with _timed(engine.seconds, "composite"):
-                    out, codes, out_mask = engine.composite(stop - start)
-                with _timed(engine.seconds, "write"):
-                    window = Window(0, start, hr.shape[1], stop - start)
-                    dst.write(out, window=window)
-                    if out_mask is not None:
-                        dst.write_mask(out_mask, window=window)
-                    mdst.write(codes[None], window=window)
-            dst.update_tags(
-                EGAN_GAP_PIXELS=str(engine.result.gap_pixels),
-                EGAN_FILLED_PIXELS=str(engine.result.filled_pixels),
-                EGAN_UNFILLED_PIXELS=str(engine.result.unfilled_pixels),
-                EGAN_FILL_MASK=os.path.basename(mask_out) if out_cfg.write_fill_mask else "none",
-            )
-        with _timed(engine.seconds, "finalize"):
-            finalize(tmp, output, profile, cog=out_cfg.cog, tmpdir=out_cfg.tmpdir, add_mask=hr.internal_mask)
+        with timed(seconds, "copy"):
+            make_base(hr.src, tmp, profile, byte_copy=copies_bytes(hr.src, out_cfg), cog=out_cfg.cog)
+        with rasterio.open(tmp, "r+") as dst, _open_codes(tmp_mask, hr, output) as codes_dst:
+            engine = Engine(hr, inputs.ref, reader, inputs.filler, cfg, _unit(dst))
+            engine.counts.seconds.update(seconds)
+            if hr.nodata is not None and dst.nodata != hr.nodata:
+                dst.nodata = hr.nodata
+            counts = engine.run(scan, dst, codes_dst, progress)
+            dst.update_tags(**_provenance(inputs, cfg), **_count_tags(counts, mask_out, out_cfg))
+        with timed(counts.seconds, "finalize"):
+            finalize(tmp, output, profile, cog=out_cfg.cog, tmpdir=out_cfg.tmpdir)
             if out_cfg.write_fill_mask:
                 os.replace(tmp_mask, mask_out)
-    engine.result.output = output
-    engine.result.fill_mask = mask_out if out_cfg.write_fill_mask else None
-    return engine.result
+    result = _result(inputs, counts, output)
+    result.fill_mask = mask_out if out_cfg.write_fill_mask else None
+    return result
+
+
+def _result(inputs: _Inputs, counts: Counts, output: str | None) -> FillResult:
+    return FillResult(
+        output=output,
+        shape=inputs.hr.shape,
+        gap_pixels=counts.gap_pixels,
+        filled_pixels=counts.filled_pixels,
+        unfilled_pixels=counts.unfilled_pixels,
+        windows_computed=counts.windows_computed,
+        windows_total=counts.windows_total,
+        method=inputs.filler.name,
+        shift=inputs.ref.shift,
+        seconds=counts.seconds,
+    )
+
+
+def _unit(dst: Any) -> tuple[int, int]:
+    """Output unit: the file's block shape, grown to at least 256 x 256 px (whole blocks are rewritten)."""
+    bh, bw = dst.block_shapes[0]
+    return bh * -(-256 // bh), bw * -(-256 // bw)
+
+
+def _open_codes(path: str, hr: HrRaster, output: str) -> Any:
+    """The fill-mask sidecar: a sparse tiled uint8 GeoTIFF (unwritten blocks read as 0, "kept")."""
+    src = hr.src
+    profile = {
+        "driver": "GTiff",
+        "width": src.width,
+        "height": src.height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": src.crs,
+        "transform": src.transform,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "sparse_ok": True,
+    }
+    dst = rasterio.open(path, "w", **profile)
+    dst.set_band_description(1, "0 kept, 1 filled, 2 gap left unfilled")
+    dst.update_tags(EGAN_FILL_MASK="0=kept,1=filled,2=unfilled", EGAN_OUTPUT=os.path.basename(output))
+    return dst
+
+
+def _count_tags(counts: Counts, mask_out: str, out_cfg: OutputConfig) -> dict[str, str]:
+    return {
+        "EGAN_GAP_PIXELS": str(counts.gap_pixels),
+        "EGAN_FILLED_PIXELS": str(counts.filled_pixels),
+        "EGAN_UNFILLED_PIXELS": str(counts.unfilled_pixels),
+        "EGAN_FILL_MASK": os.path.basename(mask_out) if out_cfg.write_fill_mask else "none",
+    }
 
 
 def _grid_info(src: Any) -> dict[str, Any]:
@@ -469,7 +379,7 @@ def plan_fill(
 ) -> dict[str, Any]:
     """Validate the inputs and describe a fill run without writing anything (`--dry-run`).
 
-    Reads the HR gap once, row strip by row strip, to count gap pixels and the windows to compute.
+    Scans the gap once, row strip by row strip, to count gap pixels and the windows to compute.
 
     Returns:
         A JSON-ready dict: HR and reference grids, footprint overlap, gap size, windows, output profile.
@@ -480,17 +390,13 @@ def plan_fill(
     cfg, out_cfg = cfg or FillConfig(), out_cfg or OutputConfig()
     output = os.fspath(output)
     check_output(output, out_cfg)
-    inputs = _open_inputs(
-        os.fspath(hr_path), os.fspath(ref_path), mask and os.fspath(mask), cfg, filler, out_cfg.tmpdir
-    )
+    mask_path = None if mask is None else os.fspath(mask)
+    inputs = _open_inputs(os.fspath(hr_path), os.fspath(ref_path), mask_path, cfg, filler, out_cfg.tmpdir)
     try:
-        engine = _Engine(inputs, cfg, None)
-        gap_pixels, windows = 0, 0
-        for i in range(len(engine.grid.rows)):
-            windows += len(engine.windows(i))
-            upto = engine.grid.rows_done_after(i)
-            gap_pixels += int(engine.strip.take(upto - engine.strip.top)[1].sum())
-            engine.acc.take(upto - engine.acc.top)
+        reader = GapReader(inputs.hr, inputs.sources, buffer=cfg.mask_buffer)
+        scan = reader.scan()
+        engine = Engine(inputs.hr, inputs.ref, reader, inputs.filler, cfg, (256, 256))
+        windows = sum(len(engine.windows(scan, i)) for i in range(len(engine.grid.rows)))
         height, width = inputs.hr.shape
         profile = output_profile(inputs.hr.src, out_cfg, nodata=inputs.hr.nodata)
         with rasterio.open(ref_path) as ref_src:
@@ -504,7 +410,7 @@ def plan_fill(
                 "resampling": cfg.resampling,
             },
             "masks": [s.description for s in inputs.sources],
-            "gap": {"pixels": gap_pixels, "fraction": round(gap_pixels / (height * width), 6)},
+            "gap": {"pixels": scan.gap_pixels, "fraction": round(scan.gap_pixels / (height * width), 6)},
             "windows": {
                 "tile": cfg.tiles.size,
                 "overlap": cfg.tiles.overlap,
@@ -515,6 +421,7 @@ def plan_fill(
             "output": {
                 "path": output,
                 "format": "COG" if out_cfg.cog else "GTiff",
+                "starts_as_byte_copy": copies_bytes(inputs.hr.src, out_cfg),
                 **{k: str(v) for k, v in profile.items() if k not in {"transform"}},
             },
         }

@@ -203,15 +203,9 @@ CASES = {
     "hr-missing": Case(InputError, ("missing.tif", "does not exist"), hr="missing", exit_codes=(2,)),
     "hr-not-a-raster": Case(InputError, ("notes.txt", "not a raster", "expected"), hr="text"),
     "ref-not-a-raster": Case(InputError, ("reference", "notes.txt", "not a raster", "expected"), ref="text"),
-    "hr-without-crs": Case(
-        InputError, ("nocrs.tif", "no coordinate reference system", "expected"), hr="hr_nocrs"
-    ),
-    "ref-disjoint-lon100": Case(
-        GridMismatchError, ("far.tif", "does not overlap", *_BOTH_CRS), ref="ref_lon100"
-    ),
-    "ref-disjoint-same-zone": Case(
-        GridMismatchError, ("south.tif", "does not overlap", *_BOTH_CRS), ref="ref_south"
-    ),
+    "hr-without-crs": Case(InputError, ("nocrs.tif", "no coordinate reference system", "expected"), hr="hr_nocrs"),
+    "ref-disjoint-lon100": Case(GridMismatchError, ("far.tif", "does not overlap", *_BOTH_CRS), ref="ref_lon100"),
+    "ref-disjoint-same-zone": Case(GridMismatchError, ("south.tif", "does not overlap", *_BOTH_CRS), ref="ref_south"),
     "bidx-out-of-range": Case(
         BandMismatchError,
         ("--bidx", "[7]", "1..4"),
@@ -230,9 +224,7 @@ CASES = {
         cfg={"indexes": (1, 2), "ref_indexes": (2, 3, 4)},
         args=("-b", "1,2", "--ref-bidx", "2,3,4"),
     ),
-    "ambiguous-reference-bands": Case(
-        BandMismatchError, ("6 band(s)", "4 HR band(s)", "--ref-bidx"), cfg={}, args=()
-    ),
+    "ambiguous-reference-bands": Case(BandMismatchError, ("6 band(s)", "4 HR band(s)", "--ref-bidx"), cfg={}, args=()),
     "mask-unreadable": Case(InputError, ("garbage.gpkg", "expected"), mask="gpkg_garbage"),
     "mask-empty-layer": Case(InputError, ("empty.gpkg", "no features"), mask="gpkg_empty"),
     "mask-unknown-layer": Case(

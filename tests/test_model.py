@@ -45,9 +45,7 @@ def test_paper_preset_parameter_count():
 @pytest.mark.parametrize("size", [64, 96, 128, 256])
 def test_discriminator_any_crop_size(size):
     d = Discriminator(4, 4, width=8)
-    assert d(
-        torch.randn(2, 4, size, size), torch.zeros(2, 1, size, size), torch.randn(2, 4, size, size)
-    ).shape == (2,)
+    assert d(torch.randn(2, 4, size, size), torch.zeros(2, 1, size, size), torch.randn(2, 4, size, size)).shape == (2,)
 
 
 def test_larn_matches_hand_computed_example():

@@ -149,9 +149,7 @@ def affine_truth(height, width, bands):
 def test_seams_affine_filler_exact_whatever_the_tiling(make_raster, make_reference, tmp_path, tiles):
     hr = make_raster(dtype="float32", kind="nodata")
     out = tmp_path / "out.tif"
-    fill_raster(
-        hr, make_reference(), out, FillConfig(ref_indexes=(2, 3, 4, 5), tiles=tiles), filler=AffineFiller()
-    )
+    fill_raster(hr, make_reference(), out, FillConfig(ref_indexes=(2, 3, 4, 5), tiles=tiles), filler=AffineFiller())
     gap = hole(300, 340)
     got = read(out)[:, gap]
     want = affine_truth(300, 340, 4)[:, gap]

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from extendgan_geo.blending import StripAccumulator, axis_weights, cast_to_dtype, ramp, window_weights
+from extendgan_geo.blending import UnitAccumulator, axis_weights, cast_to_dtype, ramp, window_weights
 from extendgan_geo.tiling import WindowGrid, axis_origins
 
 
@@ -67,22 +67,31 @@ def test_cast_rounds_clips_and_avoids_nodata(dtype, nodata, values, want):
     np.testing.assert_array_equal(got, np.array(want, dtype=dtype))
 
 
-def test_strip_accumulator_weighted_mean_and_rolling():
-    acc = StripAccumulator(bands=1, width=6)
-    acc.extend_to(4)
+def test_unit_accumulator_weighted_mean_across_units():
+    acc = UnitAccumulator(bands=1, scene=(4, 6), unit=(4, 3))
     acc.add(np.full((1, 4, 4), 2.0, np.float32), np.full((4, 4), 1.0, np.float32), (0, 0))
     acc.add(np.full((1, 4, 4), 5.0, np.float32), np.full((4, 4), 2.0, np.float32), (0, 2))
-    values, covered = acc.take(2)
-    np.testing.assert_allclose(values[0, 0], [2, 2, 4, 4, 5, 5])
-    assert covered.all() and acc.top == 2 and acc.weights.shape == (2, 6)
+    assert acc.finished(4) == [(0, 0), (0, 1)]
+    left, covered = acc.take((0, 0))
+    right, _ = acc.take((0, 1))
+    row = np.concatenate([left[0, 0], right[0, 0]])
+    np.testing.assert_allclose(row, [2, 2, 4, 4, 5, 5])
+    assert covered.all() and not acc.units
 
 
-def test_strip_accumulator_ignores_nan_predictions():
-    acc = StripAccumulator(bands=2, width=2)
-    acc.extend_to(1)
+def test_unit_accumulator_clips_units_at_the_scene_edge():
+    acc = UnitAccumulator(bands=1, scene=(5, 5), unit=(4, 4))
+    acc.add(np.ones((1, 5, 5), np.float32), np.ones((5, 5), np.float32), (0, 0))
+    assert acc.bounds((1, 1)) == (4, 4, 1, 1)
+    assert acc.finished(4) == [(0, 0), (0, 1)]
+    assert acc.finished(5) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_unit_accumulator_ignores_nan_predictions():
+    acc = UnitAccumulator(bands=2, scene=(1, 2), unit=(1, 2))
     pred = np.array([[[1.0, np.nan]], [[3.0, 4.0]]], np.float32)
     acc.add(pred, np.ones((1, 2), np.float32), (0, 0))
-    values, covered = acc.take(1)
+    values, covered = acc.take((0, 0))
     assert covered.tolist() == [[True, False]]
     assert np.isnan(values[:, 0, 1]).all()
 

@@ -18,9 +18,7 @@ from extendgan_geo.training.loop import Trainer, _batch, train
 
 @pytest.fixture
 def train_raster(make_raster):
-    return str(
-        make_raster("train.tif", height=256, width=320, kind="none", gap=np.zeros((256, 320), bool), bands=3)
-    )
+    return str(make_raster("train.tif", height=256, width=320, kind="none", gap=np.zeros((256, 320), bool), bands=3))
 
 
 def tiny(tmp_path, raster, **kw):

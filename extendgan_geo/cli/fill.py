@@ -33,9 +33,7 @@ _file = click.Path(exists=True, dir_okay=False)
 
 @click.command(short_help="Fill the gaps of a raster, guided by a reference image.")
 @click.argument("hr_path", metavar="HR", type=_file)
-@click.option(
-    "--ref", "ref_path", required=True, type=_file, help="Low-resolution reference raster (any CRS)."
-)
+@click.option("--ref", "ref_path", required=True, type=_file, help="Low-resolution reference raster (any CRS).")
 @click.option(
     "--mask",
     type=click.Path(exists=True),
@@ -57,9 +55,7 @@ _file = click.Path(exists=True, dir_okay=False)
     metavar="LIST",
     help="Reference bands paired with --bidx, e.g. 2,3,4,5.",
 )
-@click.option(
-    "--nodata", callback=parse_nodata, metavar="NUMBER|nan", help="HR nodata value (overrides the file's)."
-)
+@click.option("--nodata", callback=parse_nodata, metavar="NUMBER|nan", help="HR nodata value (overrides the file's).")
 @click.option(
     "--ref-nodata",
     callback=parse_nodata,
@@ -142,22 +138,16 @@ _file = click.Path(exists=True, dir_okay=False)
     metavar="NAME=VALUE",
     help="GDAL creation option for the output (repeatable), e.g. --co COMPRESS=DEFLATE.",
 )
-@click.option(
-    "--cog/--no-cog", default=OutputConfig.cog, show_default=True, help="Write a Cloud Optimized GeoTIFF."
-)
+@click.option("--cog/--no-cog", default=OutputConfig.cog, show_default=True, help="Write a Cloud Optimized GeoTIFF.")
 @click.option(
     "--fill-mask/--no-fill-mask",
     default=OutputConfig.write_fill_mask,
     show_default=True,
     help="Write OUT.fillmask.tif (0 kept, 1 filled, 2 left unfilled).",
 )
-@click.option(
-    "--tmpdir", type=click.Path(file_okay=False, exists=True), help="Folder for intermediate files [OUT's]."
-)
+@click.option("--tmpdir", type=click.Path(file_okay=False, exists=True), help="Folder for intermediate files [OUT's].")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-@click.option(
-    "--dry-run", is_flag=True, help="Print grids, overlap, gap and windows to compute; write nothing."
-)
+@click.option("--dry-run", is_flag=True, help="Print grids, overlap, gap and windows to compute; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.option("-v", "--verbose", count=True, help="More log messages (repeatable).")
 @click.option("-q", "--quiet", count=True, help="Fewer messages, no progress bar.")

@@ -63,9 +63,7 @@ def library_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-def progress_bar(
-    quiet: bool, desc: str, unit: str
-) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+def progress_bar(quiet: bool, desc: str, unit: str) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     """A tqdm progress callback on stderr, or None under -q or when stderr is not a terminal.
 
     Returns:

@@ -9,9 +9,7 @@ import click
 from extendgan_geo.cli.options import configure_logging, library_errors, parse_bands, progress_bar
 
 
-def _parse_pair(
-    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
-) -> tuple[tuple[str, str], ...]:
+def _parse_pair(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in value:
         hr, sep, ref = item.partition(":")
@@ -47,15 +45,11 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     metavar="HR:REF",
     help="HR raster and a real reference of the same area (repeatable).",
 )
-@click.option(
-    "--settings", type=click.Path(exists=True, dir_okay=False), help="TOML file with a [train] table."
-)
+@click.option("--settings", type=click.Path(exists=True, dir_okay=False), help="TOML file with a [train] table.")
 @click.option("--preset", type=click.Choice(["small", "paper", "code"]), default="small", show_default=True)
 @click.option("-o", "--out", help="Run folder for checkpoints and the CSV log [runs/egan].")
 @click.option("-b", "--bidx", multiple=True, callback=parse_bands, help="HR bands, e.g. 1,2,3,4.")
-@click.option(
-    "--ref-bidx", multiple=True, callback=parse_bands, help="Reference bands of --pair, e.g. 2,3,4,5."
-)
+@click.option("--ref-bidx", multiple=True, callback=parse_bands, help="Reference bands of --pair, e.g. 2,3,4,5.")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--samples-per-epoch", type=click.IntRange(min=1))
@@ -63,9 +57,7 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--width", type=click.IntRange(min=2), help="Generator width (32 = the paper's).")
 @click.option("--lr-g", type=float)
 @click.option("--lr-d", type=float)
-@click.option(
-    "--factor", callback=_parse_range, help="Simulated downsampling range MIN,MAX (HR px per ref px)."
-)
+@click.option("--factor", callback=_parse_range, help="Simulated downsampling range MIN,MAX (HR px per ref px).")
 @click.option(
     "--mask-file",
     "mask_files",

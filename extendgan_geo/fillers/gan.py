@@ -45,9 +45,7 @@ def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "--device cuda was asked for but torch sees no CUDA GPU; expected --device cpu or auto"
-        )
+        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; expected --device cpu or auto")
     return device
 
 
@@ -142,8 +140,6 @@ def load_gan_filler(model: str | None, *, device: str, bands: int, precision: st
             f"model {os.path.basename(path)!r} was trained for {trained} bands ({names}) but {bands} are selected; "
             f"expected {trained}: select them with -b/--bidx and --ref-bidx, or train a model for this layout"
         )
-    filler = GanFiller(
-        generator, meta, model_hash=file_sha256(path), device=pick_device(device), precision=precision
-    )
+    filler = GanFiller(generator, meta, model_hash=file_sha256(path), device=pick_device(device), precision=precision)
     logger.info("gan: %s (%s), device %s", os.path.basename(path), filler.model_hash[:12], filler.device)
     return filler

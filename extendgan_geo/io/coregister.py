@@ -79,18 +79,14 @@ def estimate_shift(
     fixed = _flatten(data.astype(np.float64).mean(axis=0), hr_valid)
     moving = _flatten(ref_data.astype(np.float64).mean(axis=0), ref_valid)
     coarse = phase_cross_correlation(fixed, moving, reference_mask=hr_valid, moving_mask=ref_valid)[0]
-    shift = [
-        float(s) + _refine(fixed, moving, hr_valid, ref_valid, coarse, axis) for axis, s in enumerate(coarse)
-    ]
+    shift = [float(s) + _refine(fixed, moving, hr_valid, ref_valid, coarse, axis) for axis, s in enumerate(coarse)]
     # The shift registers `moving` onto `fixed` as (row, col) on the decimated grid.
     dy, dx = (s * f for s, f in zip(shift, (height / shape[0], width / shape[1]), strict=True))
     logger.info("co-registration: reference shift dx=%.2f px, dy=%.2f px (HR pixels)", dx, dy)
     return dx, dy
 
 
-def _ncc(
-    fixed: np.ndarray, moving: np.ndarray, fmask: np.ndarray, mmask: np.ndarray, shift: np.ndarray
-) -> float:
+def _ncc(fixed: np.ndarray, moving: np.ndarray, fmask: np.ndarray, mmask: np.ndarray, shift: np.ndarray) -> float:
     """Normalised cross-correlation of `fixed` with `moving` moved by an integer (row, col) shift."""
     dy, dx = (round(float(v)) for v in shift)
     moved = np.roll(moving, (dy, dx), axis=(0, 1))

@@ -44,12 +44,12 @@ VECTOR_SUFFIXES = (
 
 
 class GapSource(Protocol):
-    """Anything that says which HR pixels of a row strip are gaps."""
+    """Anything that says which HR pixels of a window are gaps."""
 
     description: str
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """(stop - start, width) bool, True where the source marks a gap."""
+    def window(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """(height, width) bool, True where the source marks a gap."""
         ...
 
     def close(self) -> None:
@@ -92,7 +92,6 @@ class VectorGaps:
         self.geoms = np.asarray(make_valid(np.asarray(geoms.values)))
         self.tree = STRtree(self.geoms)
         self.transform = hr.transform
-        self.width = hr.width
         self.count = len(self.geoms)
         self.description = f"{os.path.basename(path)}:{layer}"
         if self.count == 0:
@@ -104,20 +103,19 @@ class VectorGaps:
             )
         logger.info("mask %s: %d geometries near the scene", self.description, self.count)
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """Rasterize the polygons over scene rows [start, stop) (pixel-centre rule).
+    def window(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """Rasterize the polygons over an HR window (pixel-centre rule).
 
         Returns:
-            (stop - start, width) bool, True inside a polygon.
+            (height, width) bool, True inside a polygon.
         """
-        window = Window(0, start, self.width, stop - start)
-        shape = (stop - start, self.width)
+        shape = (height, width)
         if self.count == 0:
             return np.zeros(shape, dtype=bool)
         from shapely import box
 
-        t = window_transform(window, self.transform)
-        xs, ys = zip(t * (0, 0), t * (shape[1], shape[0]), strict=True)
+        t = window_transform(Window(col_off, row_off, width, height), self.transform)
+        xs, ys = zip(t * (0, 0), t * (width, height), strict=True)
         hits = self.tree.query(box(min(xs), min(ys), max(xs), max(ys)))
         if len(hits) == 0:
             return np.zeros(shape, dtype=bool)
@@ -144,12 +142,11 @@ class RasterGaps:
             nodata=0,
             tolerance=1e-9,
         )
-        self.width = hr.width
         self.description = os.path.basename(path)
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """Warped mask of scene rows [start, stop): (rows, width) bool, True where non-zero and valid."""
-        data = self.vrt.read(1, window=Window(0, start, self.width, stop - start), masked=True)
+    def window(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """Warped mask of an HR window: (height, width) bool, True where non-zero and valid."""
+        data = self.vrt.read(1, window=Window(col_off, row_off, width, height), masked=True)
         return np.ma.filled(data != 0, False)
 
     def close(self) -> None:

@@ -93,9 +93,7 @@ class HrRaster:
     internal_mask: bool
 
     @classmethod
-    def open(
-        cls, path: str | os.PathLike[str], *, indexes: tuple[int, ...] | None, nodata: float | None
-    ) -> HrRaster:
+    def open(cls, path: str | os.PathLike[str], *, indexes: tuple[int, ...] | None, nodata: float | None) -> HrRaster:
         """Open and validate the HR raster.
 
         Args:
@@ -130,23 +128,33 @@ class HrRaster:
         """(height, width) of the scene."""
         return self.src.height, self.src.width
 
-    def read_rows(self, start: int, stop: int) -> np.ndarray:
-        """Read every band of scene rows [start, stop).
+    @property
+    def has_holes(self) -> bool:
+        """Whether the raster itself can mark holes (nodata, alpha, internal mask or float NaN)."""
+        return (
+            self.nodata is not None
+            or self.alpha is not None
+            or self.internal_mask
+            or np.dtype(self.src.dtypes[0]).kind == "f"
+        )
+
+    def read(self, window: Window) -> np.ndarray:
+        """Read every band of an in-scene window.
 
         Returns:
-            (count, stop - start, width) array of the file's dtype.
+            (count, rows, cols) array of the file's dtype.
         """
-        return self.src.read(window=Window(0, start, self.src.width, stop - start))
+        return self.src.read(window=window)
 
-    def read_mask_rows(self, start: int, stop: int) -> np.ndarray | None:
-        """Read the per-dataset mask of rows [start, stop) when holes come from it.
+    def read_mask(self, window: Window) -> np.ndarray | None:
+        """Read the per-dataset mask of a window when holes come from it.
 
         Returns:
-            (stop - start, width) uint8, 0 where invalid; None when the raster has no such mask.
+            (rows, cols) uint8, 0 where invalid; None when the raster has no such mask.
         """
         if not self.internal_mask:
             return None
-        return self.src.read_masks(1, window=Window(0, start, self.src.width, stop - start))
+        return self.src.read_masks(1, window=window)
 
     def holes(self, data: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """Pixels that are missing in at least one filled band.

@@ -25,9 +25,7 @@ from extendgan_geo.model.generator import Generator, GeneratorConfig
 FORMAT = "extendgan-geo/1"
 
 
-def save_checkpoint(
-    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any]
-) -> str:
+def save_checkpoint(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
     """Write `tensors` and `meta` atomically; return the sha256 of the file.
 
     Args:
@@ -66,9 +64,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise CheckpointError(
-            f"model {path!r} does not exist; expected an extendgan-geo .safetensors checkpoint"
-        )
+        raise CheckpointError(f"model {path!r} does not exist; expected an extendgan-geo .safetensors checkpoint")
     try:
         tensors = load_file(path)
         from safetensors import safe_open
@@ -76,9 +72,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         with safe_open(path, framework="pt") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"model {path!r} is not a safetensors file ({exc}); expected a checkpoint"
-        ) from exc
+        raise CheckpointError(f"model {path!r} is not a safetensors file ({exc}); expected a checkpoint") from exc
     try:
         meta = json.loads(header["egan"])
     except (KeyError, json.JSONDecodeError) as exc:

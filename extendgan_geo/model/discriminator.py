@@ -25,8 +25,7 @@ class Discriminator(nn.Module):
         super().__init__()
         chans = [bands + 1 + ref_bands, width, 2 * width, 4 * width, 4 * width, 4 * width, 4 * width]
         self.convs = nn.ModuleList(
-            spectral_norm(nn.Conv2d(a, b, 5, stride=2, padding=2))
-            for a, b in itertools.pairwise(chans)
+            spectral_norm(nn.Conv2d(a, b, 5, stride=2, padding=2)) for a, b in itertools.pairwise(chans)
         )
         self.head = spectral_norm(nn.Conv2d(chans[-1], chans[-1], 3, padding=1))
         self.linear = spectral_norm(nn.Linear(chans[-1], 1, bias=False))

@@ -39,9 +39,7 @@ class GeneratorConfig:
         if self.bands < 1 or self.ref_bands < 1 or self.width < 2:
             raise ValueError(f"bands, ref_bands >= 1 and width >= 2 expected, got {asdict(self)}")
         if self.residual and self.ref_bands != self.bands:
-            raise ValueError(
-                f"a residual generator needs ref_bands == bands, got {self.ref_bands} and {self.bands}"
-            )
+            raise ValueError(f"a residual generator needs ref_bands == bands, got {self.ref_bands} and {self.bands}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:

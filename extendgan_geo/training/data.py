@@ -93,9 +93,7 @@ class RasterSamples:
         self.sources = [self._open(spec, val_fraction) for spec in specs]
         counts = {len(s.hr.indexes) for s in self.sources}
         if len(counts) != 1:
-            raise InputError(
-                f"training rasters have different band counts {sorted(counts)}; expected one: use --bidx"
-            )
+            raise InputError(f"training rasters have different band counts {sorted(counts)}; expected one: use --bidx")
         self.bands = counts.pop()
         self.scaling = self._fit_scaling()
         self.band_range = np.asarray(self.scaling.high) - np.asarray(self.scaling.low)
@@ -113,12 +111,8 @@ class RasterSamples:
             for c in range(0, width - self.crop + 1, self.block):
                 blocks[_split_of(spec.hr, r, c, self.seed, val_fraction)].append((r, c))
         if not blocks["train"]:
-            raise InputError(
-                f"training raster {spec.hr!r} ({width}x{height}) is smaller than one {self.crop} px crop"
-            )
-        logger.info(
-            "%s: %d train and %d validation blocks", spec.hr, len(blocks["train"]), len(blocks["val"])
-        )
+            raise InputError(f"training raster {spec.hr!r} ({width}x{height}) is smaller than one {self.crop} px crop")
+        logger.info("%s: %d train and %d validation blocks", spec.hr, len(blocks["train"]), len(blocks["val"]))
         return _Source(spec, hr, ref, blocks)
 
     def _fit_scaling(self) -> BandScaling:
@@ -150,9 +144,7 @@ class RasterSamples:
             if pick is not None:
                 break
         else:
-            raise InputError(
-                "could not find a training crop with enough valid pixels; check the nodata of the rasters"
-            )
+            raise InputError("could not find a training crop with enough valid pixels; check the nodata of the rasters")
         _, hr, ref, factor = pick
         gap = masks_synth.draw(self.crop, rng, self.mask_kinds, self.mask_pool)
         k = int(rng.integers(4))
@@ -167,9 +159,7 @@ class RasterSamples:
             "factor": np.float32(factor),
         }
 
-    def _pick(
-        self, split: str, rng: np.random.Generator
-    ) -> tuple[_Source, np.ndarray, np.ndarray, float] | None:
+    def _pick(self, split: str, rng: np.random.Generator) -> tuple[_Source, np.ndarray, np.ndarray, float] | None:
         weights = np.array([len(s.blocks[split]) for s in self.sources], dtype=np.float64)
         source = self.sources[int(rng.choice(len(self.sources), p=weights / weights.sum()))]
         r0, c0 = source.blocks[split][int(rng.integers(len(source.blocks[split])))]

@@ -149,9 +149,7 @@ class Trainer:
         loss_g.backward()
         self.opt_g.step()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            loss_d = losses.d_hinge(
-                self.d_run(hr, gap, ref).float(), self.d_run(comp.detach(), gap, ref).float()
-            )
+            loss_d = losses.d_hinge(self.d_run(hr, gap, ref).float(), self.d_run(comp.detach(), gap, ref).float())
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -174,9 +172,7 @@ class Trainer:
             ("val_mae", "val_psnr", "val_ssim", "match_mae", "match_psnr", "match_ssim"), 0.0
         )
         for start in range(0, n, self.cfg.batch_size):
-            b = _batch(
-                self.data, "val", 0, list(range(start, min(n, start + self.cfg.batch_size))), self.device
-            )
+            b = _batch(self.data, "val", 0, list(range(start, min(n, start + self.cfg.batch_size))), self.device)
             out = self.g(b["hr"], b["ref"], b["gap"]).float()
             for name, pred in (("val", out), ("match", b["ref"])):
                 comp = pred * b["gap"] + b["hr"] * (1 - b["gap"])
@@ -199,9 +195,7 @@ class Trainer:
     def meta(self, val: dict[str, float]) -> dict[str, Any]:
         """Checkpoint metadata: architecture, bands, scaling, training data, validation metrics, settings."""
         cfg, data = self.cfg, self.data
-        names = [
-            data.sources[0].hr.src.descriptions[i - 1] or f"band {i}" for i in data.sources[0].hr.indexes
-        ]
+        names = [data.sources[0].hr.src.descriptions[i - 1] or f"band {i}" for i in data.sources[0].hr.indexes]
         return {
             "generator": dataclasses.asdict(self.gcfg),
             "discriminator": {"width": cfg.disc_width},
@@ -227,13 +221,9 @@ class Trainer:
         """Restore models, optimisers, epoch and best score from a full checkpoint."""
         tensors, meta = read_checkpoint(path)
         if "epoch" not in meta or not any(k.startswith("opt_g.") for k in tensors):
-            raise CheckpointError(
-                f"{path!r} is not a resumable checkpoint; expected last.safetensors of a run"
-            )
+            raise CheckpointError(f"{path!r} is not a resumable checkpoint; expected last.safetensors of a run")
         for prefix, module in (("generator", self.g), ("discriminator", self.d)):
-            module.load_state_dict(
-                {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-            )
+            module.load_state_dict({k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             state = opt.state_dict()
             restored: dict[int, dict[str, torch.Tensor]] = {}
@@ -332,9 +322,7 @@ def _run_epoch(
     sums: dict[str, float] = {}
     for step in range(steps):
         first = (step * world + rank) * cfg.batch_size
-        batch = _batch(
-            trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), trainer.device
-        )
+        batch = _batch(trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), trainer.device)
         for k, v in trainer.step(batch).items():
             sums[k] = sums.get(k, 0.0) + v
         if progress:
