@@ -83,6 +83,16 @@ class Engine:
         self.acc = UnitAccumulator(len(hr.indexes), (height, width), unit)
         self.counts = Counts(windows_total=self.grid.count)
         self.alpha_max = 0.0
+        self._weight_cache: dict[tuple[int | bool, ...], np.ndarray] = {}
+
+    def _weights(self, shape: tuple[int, int], origin: tuple[int, int], scene: tuple[int, int]) -> np.ndarray:
+        """Window weights, cached by what they depend on: shape and which sides face the scene border."""
+        (h, w), (r, c) = shape, origin
+        key = (h, w, r > 0, c > 0, r + h < scene[0], c + w < scene[1])
+        if key not in self._weight_cache:
+            tiles = self.cfg.tiles
+            self._weight_cache[key] = window_weights(shape, tiles.overlap, tiles.blend, origin=origin, scene=scene)
+        return self._weight_cache[key]
 
     def windows(self, scan: GapScan, i: int) -> list[int]:
         """Column offsets of the windows of window row `i` that touch the gap."""
@@ -114,9 +124,7 @@ class Engine:
             with timed(seconds, "blend"):
                 for j, c in enumerate(chunk):
                     h, w = self.grid.extent(r, c)
-                    tiles = self.cfg.tiles
-                    weights = window_weights((h, w), tiles.overlap, tiles.blend, origin=(r, c), scene=scene)
-                    self.acc.add(pred[j, :, :h, :w], weights, (r, c))
+                    self.acc.add(pred[j, :, :h, :w], self._weights((h, w), (r, c), scene), (r, c))
             self.counts.windows_computed += len(chunk)
 
     def composite(self, key: tuple[int, int]) -> tuple[Window, np.ndarray, np.ndarray, np.ndarray | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -9,6 +10,11 @@ import click
 from extendgan_geo import __version__
 from extendgan_geo.cli.fill import fill
 from extendgan_geo.cli.train import train
+
+
+# A bounded GDAL block cache keeps peak memory flat on large scenes (GDAL's default is 5 % of RAM). It must be a
+# process setting: set per call through rasterio.Env it slows the COG driver (docs/benchmarks.md).
+os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 
 class DefaultGroup(click.Group):
