@@ -11,7 +11,6 @@ from extendgan_geo import __version__
 from extendgan_geo.cli.fill import fill
 from extendgan_geo.cli.train import train
 
-
 # A bounded GDAL block cache keeps peak memory flat on large scenes (GDAL's default is 5 % of RAM). It must be a
 # process setting: set per call through rasterio.Env it slows the COG driver (docs/benchmarks.md).
 os.environ.setdefault("GDAL_CACHEMAX", "256")
