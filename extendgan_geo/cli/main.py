@@ -41,3 +41,7 @@ def cli(**_: Any) -> None:
 
 cli.add_command(fill)
 cli.add_command(train)
+
+
+if __name__ == "__main__":  # `python -m extendgan_geo.cli.main ...`, e.g. under torchrun
+    cli()
