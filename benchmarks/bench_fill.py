@@ -4,27 +4,34 @@
 The scenes are generated here, cheaply and reproducibly, from one analytic multiband field:
 
 * HR: a UTM (EPSG:32650) raster at 1 m, 4-band uint16, tiled 512, ZSTD + predictor 2, nodata 0 in the gap.
-  It is written in 512-row strips, so a 16384 x 16384 scene is never held whole. The gap is a union of a few
-  large discs (same centres for every gap fraction, radii scaled to reach the fraction).
+  It is written in 512-row strips, so a 16384 x 16384 scene is never held whole.
+* Gap ("clouds", the default): many mid-size blobs, the pixels where a smooth random field (white noise on a
+  64 px grid, Gaussian-smoothed, bilinearly interpolated) exceeds the quantile that gives the gap fraction.
+  Gaps of different fractions on the same scene are nested. "discs" is the previous benchmark's gap: the union
+  of 3 large discs, radii scaled to reach the fraction.
 * Reference: a Landsat-like 7-band uint16 raster at ~30 m in EPSG:4326, point-sampled from the smooth part of
   the same field with a per-band gain and bias; HR bands 1-4 pair with reference bands 2-5
   (`--ref-bidx 2,3,4,5`).
 
-What is measured (every configuration `--repeats` times, runs of compared configurations interleaved, each run
-in a fresh process under `/usr/bin/time -v`, input files in the page cache):
+Every fill runs the `egan-fill` CLI in a fresh process under `/usr/bin/time -v` (input files in the page
+cache); compared configurations run interleaved, `--repeats` times each. Suites of `all`:
 
-1. gap scaling: the same 4096 x 4096 scene with a 5 % and a 50 % gap, filled with `--method match` (CLI, with
-   `--cog` and `--no-cog`) and with a compute-heavy stand-in filler (`ConvNetFiller`, a random-init torch conv
-   net, through the library since the CLI cannot take a custom filler);
-2. memory: peak RSS of the CLI on a 10 % gap at 4096 (repeated), 8192 and 16384 (one run each);
-3. match throughput (scene megapixels per second), the per-stage `FillResult.seconds` and a cProfile top-15;
-4. the share of wall time spent outside the filler stage when the filler is the stand-in.
+1. match: gap scaling with `--method match` on the main scene (5 % and 50 % gap, `--cog` and `--no-cog`),
+   for the cloud gap and for the previous benchmark's 3-disc gap;
+2. memory: peak RSS and throughput on a 10 % cloud gap at the main size and at `--big` (both output modes);
+3. profile: cProfile top-15 of one match run on the main scene (`--cog` and `--no-cog`);
+4. gan: gap scaling and the share of wall time outside the filler with `--method gan` and a random-init
+   paper-width generator checkpoint (made by this script) at `--batch-size` 8 (the default) and 1, plus the
+   generator's own per-window cost by batch size.
 
 Usage:
-    python benchmarks/bench_fill.py all                 # everything: OUT/results.json and OUT/results.md
-    python benchmarks/bench_fill.py all --big 0         # skip the 8192/16384 memory scenes
-    python benchmarks/bench_fill.py gen --size 4096 --gap 0.05   # one scene only
-    python benchmarks/bench_fill.py tile-cost           # per-tile cost of the stand-in filler
+    python benchmarks/bench_fill.py all                        # everything: OUT/results.json and OUT/results.md
+    python benchmarks/bench_fill.py all --suites match,profile --big 0
+    python benchmarks/bench_fill.py windows                    # window-count floor of the gap shapes (no I/O)
+    python benchmarks/bench_fill.py gen --size 4096 --gap 0.05 # one scene only
+    python benchmarks/bench_fill.py make-model OUT.safetensors # the random-init paper-width checkpoint
+    python benchmarks/bench_fill.py gan-tile-cost              # generator seconds per window by batch size
+    python benchmarks/bench_fill.py rss-trace HR REF OUT       # peak RSS per engine stage (in-process)
 """
 
 from __future__ import annotations
@@ -41,14 +48,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-
-from extendgan_geo.fillers.base import TileBatch
 
 HR_CRS = "EPSG:32650"  # UTM zone 50N
 HR_ORIGIN = (440000.0, 3330000.0)  # upper-left corner, metres (~30.1 N, 116.4 E)
@@ -71,9 +76,13 @@ REF_MAP: dict[int, tuple[int, float, float]] = {
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 EGAN_FILL = str(Path(sys.executable).with_name("egan-fill"))
-STAGES = ("sample", "read", "reference", "filler", "blend", "composite", "write", "finalize")
-# "other" = total - sum of the stages: opening the inputs and warping the reference once (RefGrid.build).
+# FillResult.seconds stages; "other" = total - their sum: opening the inputs, the one-time reference warp
+# (RefGrid.build), the engine set-up, the provenance tags and closing the patched file (GDAL flushes the dirty
+# blocks it still caches then, so part of the write cost lands here).
+STAGES = ("scan", "sample", "copy", "read", "reference", "filler", "blend", "composite", "write", "finalize")
 ALL_STAGES = (*STAGES, "other")
+GAN_WIDTH = 32  # the paper's generator width
+TILE, STRIDE = 256, 192  # the CLI defaults (tile 256, overlap 64)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -159,14 +168,93 @@ def make_discs(size: int, fraction: float, blobs: int, seed: int) -> Discs:
     return Discs(cy * size, cx * size, rel * scale * size)
 
 
+class Clouds:
+    """Many mid-size blobs: where a smooth random field exceeds a threshold (a cloud-mask-like gap).
+
+    White noise on a grid of `cell` px, smoothed by a Gaussian of `sigma` cells, is interpolated bilinearly to
+    the pixel centres; the gap is where it exceeds its (1 - fraction) quantile (estimated on every 4th pixel).
+    With cell 64 and sigma 2 a 4096 x 4096 scene holds about 15 blobs of ~200 px median diameter at 5 % and a
+    few large irregular regions at 50 %. The field depends only on `seed` and the scene size, so gaps of
+    different fractions on one scene are nested.
+
+    Args:
+        size: scene edge, px.
+        fraction: gap fraction wanted.
+        cell: noise grid spacing, px.
+        sigma: Gaussian smoothing, in cells (blob size grows with it).
+        seed: noise seed.
+    """
+
+    def __init__(self, size: int, fraction: float, *, cell: int = 64, sigma: float = 2.0, seed: int = 7) -> None:
+        from scipy import ndimage
+
+        self.cell = cell
+        n = size // cell + 3
+        noise = np.random.default_rng(seed).standard_normal((n, n))
+        self.field = ndimage.gaussian_filter(noise, sigma, mode="wrap").astype(np.float32)
+        sub = np.arange(0, size, 4) + 0.5
+        self.threshold = float(np.quantile(self.values(sub, sub), 1.0 - fraction)) if fraction > 0 else np.inf
+
+    def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(len(rows), len(cols)) float32 field at pixel coordinates (separable bilinear interpolation)."""
+        ty = np.asarray(rows, np.float64) / self.cell
+        iy = np.floor(ty).astype(np.int64)
+        fy = (ty - iy).astype(np.float32)[:, None]
+        a = self.field[iy] * (1 - fy) + self.field[iy + 1] * fy
+        tx = np.asarray(cols, np.float64) / self.cell
+        ix = np.floor(tx).astype(np.int64)
+        fx = (tx - ix).astype(np.float32)
+        return np.asarray(a[:, ix] * (1 - fx) + a[:, ix + 1] * fx, dtype=np.float32)
+
+    def rows(self, start: int, stop: int, width: int) -> np.ndarray:
+        """(stop - start, width) bool, True in the gap."""
+        return self.values(np.arange(start, stop) + 0.5, np.arange(width) + 0.5) > self.threshold
+
+
+class GapShape(Protocol):
+    """Anything that yields the gap of a strip of rows."""
+
+    def rows(self, start: int, stop: int, width: int) -> np.ndarray:
+        """(stop - start, width) bool, True in the gap."""
+        ...
+
+
+SHAPES = ("clouds", "discs")
+
+
+def make_gap(shape: str, size: int, fraction: float, *, blobs: int = 3, seed: int = 7) -> GapShape:
+    """The gap of a scene: "clouds" (many mid-size blobs) or "discs" (`blobs` large discs)."""
+    if shape == "clouds":
+        return Clouds(size, fraction, seed=seed)
+    if shape == "discs":
+        return make_discs(size, fraction, blobs, seed)
+    raise ValueError(f"unknown gap shape {shape!r}; expected one of {SHAPES}")
+
+
+def window_counts(gap: GapShape, size: int) -> tuple[int, int]:
+    """Windows of the default grid (tile 256, stride 192) that touch the gap, and windows in the grid.
+
+    Uses the grid's exact per-pixel test; the engine's own test uses 16 px gap cells and may add a window whose
+    edge only grazes a cell.
+    """
+    from extendgan_geo.tiling import WindowGrid
+
+    grid = WindowGrid.for_scene(size, size, TILE, STRIDE)
+    touched = 0
+    for r in grid.rows:
+        h, _ = grid.extent(r, 0)
+        touched += len(grid.cols_with_gap(gap.rows(r, r + h, size)))
+    return touched, grid.count
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Writing the scenes
 # ----------------------------------------------------------------------------------------------------------
 
 
-def hr_path(out: Path, size: int, gap: float) -> Path:
+def hr_path(out: Path, size: int, gap: float, shape: str = "clouds") -> Path:
     """File name of an HR scene."""
-    return out / f"hr_{size}_gap{round(gap * 100):02d}.tif"
+    return out / f"hr_{size}_{shape}{round(gap * 100):02d}.tif"
 
 
 def ref_path(out: Path, size: int) -> Path:
@@ -174,18 +262,20 @@ def ref_path(out: Path, size: int) -> Path:
     return out / f"ref_{size}.tif"
 
 
-def write_hr(path: Path, size: int, gap: float, *, blobs: int = 3, seed: int = 7) -> dict[str, Any]:
-    """Write a `size` x `size` 4-band uint16 HR scene with a disc gap (nodata 0), strip by strip.
+def write_hr(
+    path: Path, size: int, gap: float, *, shape: str = "clouds", blobs: int = 3, seed: int = 7
+) -> dict[str, Any]:
+    """Write a `size` x `size` 4-band uint16 HR scene with a gap (nodata 0), strip by strip.
 
     Returns:
-        Facts about the file: gap pixels and fraction, seconds, bytes.
+        Facts about the file: gap pixels and fraction, windows touching the gap, seconds, bytes.
     """
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
     t0 = time.perf_counter()
-    discs = make_discs(size, gap, blobs, seed)
+    holes = make_gap(shape, size, gap, blobs=blobs, seed=seed)
     profile = {
         "driver": "GTiff",
         "width": size,
@@ -217,19 +307,22 @@ def write_hr(path: Path, size: int, gap: float, *, blobs: int = 3, seed: int = 7
                 f += texture(u, v, b)
                 data[b] = f.astype(np.uint16)
                 data[b] += rng.integers(0, 40, (stop - start, size), dtype=np.uint16)
-            hole = discs.rows(start, stop, size)
+            hole = holes.rows(start, stop, size)
             data[:, hole] = 0
             gap_pixels += int(hole.sum())
             dst.write(data, window=Window(0, start, size, stop - start))
             del data, hole
     os.replace(tmp, path)
+    windows, total = window_counts(holes, size)
     return {
         "path": str(path),
         "size": size,
+        "shape": shape,
         "gap_target": gap,
         "gap_pixels": gap_pixels,
         "gap_fraction": gap_pixels / size / size,
-        "blobs": blobs,
+        "windows_touching_gap": windows,
+        "windows_total": total,
         "seconds": time.perf_counter() - t0,
         "bytes": path.stat().st_size,
     }
@@ -295,111 +388,67 @@ def write_ref(path: Path, size: int, *, margin: int = 4) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The compute-heavy stand-in filler
+# The paper-width generator (random init: only its cost matters)
 # ----------------------------------------------------------------------------------------------------------
 
 
-class ConvNetFiller:
-    """A stand-in for a neural generator: a random-init torch conv net run on every window of the batch.
+def make_model(path: Path, *, width: int = GAN_WIDTH, seed: int = 0) -> dict[str, Any]:
+    """Save a random-init Extend-GAN generator checkpoint that `egan-fill --method gan --model` loads.
 
-    Input channels: HR (gap zeroed), reference (NaN -> 0) and the gap, scaled to about [0, 1]; `depth` 3x3
-    convolutions of `width` channels with ReLU; output = 1000 + 200 * net (so values are valid uint16).
-    With width 64, depth 4 it costs 10.7 GFLOP per 256 x 256 window (~0.19 s on 2 EPYC cores). The numbers it
-    produces mean nothing; only its cost matters.
+    The metadata follows `fillers/gan.py`: architecture, fixed HR scaling (800-3600 DN to -1..1, the range of
+    the synthetic scenes), matched reference input, no pinned tile.
 
-    Args:
-        bands: HR bands it predicts.
-        ref_bands: reference bands it takes.
-        width: channels of the hidden convolutions.
-        depth: number of convolutions.
-        threads: torch intra-op threads (None = torch's default).
-        seed: weight initialisation seed.
+    Returns:
+        Path, sha256 and parameter count.
     """
+    import dataclasses
 
-    name = "convnet-standin"
-    tile: int | None = None
-    model_hash = ""
+    import torch
 
-    def __init__(
-        self,
-        bands: int,
-        ref_bands: int,
-        *,
-        width: int = 64,
-        depth: int = 4,
-        threads: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        import torch
+    from extendgan_geo.model.checkpoint import save_checkpoint, state_tensors
+    from extendgan_geo.model.generator import Generator, GeneratorConfig
 
-        if threads:
-            torch.set_num_threads(threads)
-        torch.manual_seed(seed)
-        self.bands: int | None = bands
-        self.ref_bands: int | None = ref_bands
-        layers: list[torch.nn.Module] = []
-        c = bands + ref_bands + 1
-        for _ in range(depth - 1):
-            layers += [torch.nn.Conv2d(c, width, 3, padding=1), torch.nn.ReLU()]
-            c = width
-        layers.append(torch.nn.Conv2d(c, bands, 3, padding=1))
-        self.net = torch.nn.Sequential(*layers).eval()
-        self.torch = torch
-
-    def flops_per_pixel(self) -> int:
-        """Multiply-adds x 2 of the convolutions per output pixel."""
-        return sum(2 * m.in_channels * m.out_channels * 9 for m in self.net if isinstance(m, self.torch.nn.Conv2d))
-
-    def prepare(self, sample: TileBatch) -> None:
-        """Nothing to fit."""
-
-    def __call__(self, batch: TileBatch) -> np.ndarray:
-        """Run the net over the batch.
-
-        Returns:
-            (N, bands, T, T) float32.
-        """
-        x = np.concatenate(
-            [
-                batch.hr / np.float32(4096.0),
-                np.nan_to_num(batch.ref) / np.float32(16384.0),
-                batch.gap.astype(np.float32),
-            ],
-            axis=1,
-        ).astype(np.float32, copy=False)
-        with self.torch.inference_mode():
-            y: np.ndarray = self.net(self.torch.from_numpy(x)).numpy()
-        return (np.float32(1000.0) + np.float32(200.0) * y).astype(np.float32, copy=False)
-
-
-def tile_cost(width: int, depth: int, *, tile: int = 256, batch: int = 8, repeats: int = 3) -> dict[str, Any]:
-    """Seconds per window of `ConvNetFiller` on random data (median of `repeats` batches after a warm-up)."""
-    filler = ConvNetFiller(HR_BANDS, HR_BANDS, width=width, depth=depth)
-    rng = np.random.default_rng(0)
-    tb = TileBatch(
-        hr=rng.uniform(0, 4000, (batch, HR_BANDS, tile, tile)).astype(np.float32),
-        ref=rng.uniform(5000, 20000, (batch, HR_BANDS, tile, tile)).astype(np.float32),
-        gap=rng.random((batch, 1, tile, tile)) < 0.5,
-        origins=np.zeros((batch, 2), dtype=np.int64),
-    )
-    filler(tb)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        filler(tb)
-        times.append((time.perf_counter() - t0) / batch)
-    per = statistics.median(times)
-    flops = filler.flops_per_pixel() * tile * tile
-    return {
-        "width": width,
-        "depth": depth,
-        "tile": tile,
-        "batch": batch,
-        "seconds_per_tile": per,
-        "gflop_per_tile": flops / 1e9,
-        "gflops": flops / per / 1e9,
-        "torch_threads": filler.torch.get_num_threads(),
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(bands=HR_BANDS, ref_bands=HR_BANDS, width=width)
+    g = Generator(cfg).eval()
+    meta = {
+        "generator": dataclasses.asdict(cfg),
+        "scaling": {"hr": {"low": [800.0] * HR_BANDS, "high": [3600.0] * HR_BANDS}},
+        "ref_input": "matched",
+        "tile": None,
     }
+    sha = save_checkpoint(path, state_tensors("generator", g), meta)
+    return {"path": str(path), "sha256": sha, "width": width, "parameters": sum(p.numel() for p in g.parameters())}
+
+
+def gan_tile_cost(
+    *, width: int = GAN_WIDTH, batches: Sequence[int] = (1, 2, 4, 8), tiles: int = 8, repeats: int = 2
+) -> dict[str, Any]:
+    """Seconds per 256 px window of the bare generator forward pass (CPU, fp32) at several batch sizes.
+
+    Each batch size runs `tiles` windows (in batches of that size) `repeats` times after one warm-up batch;
+    the median per-window time is reported.
+    """
+    import torch
+
+    from extendgan_geo.model.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(bands=HR_BANDS, ref_bands=HR_BANDS, width=width)).eval()
+    per: dict[str, dict[str, float]] = {}
+    with torch.inference_mode():
+        for b in batches:
+            x = torch.rand(b, HR_BANDS, TILE, TILE) * 2 - 1
+            gap = (torch.rand(b, 1, TILE, TILE) < 0.5).float()
+            g(x, x, gap)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(max(1, tiles // b)):
+                    g(x, x, gap)
+                times.append((time.perf_counter() - t0) / (max(1, tiles // b) * b))
+            per[str(b)] = stats(times)
+    return {"width": width, "tile": TILE, "torch_threads": torch.get_num_threads(), "seconds_per_window": per}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -419,7 +468,7 @@ class Run:
     @property
     def seconds(self) -> dict[str, float]:
         """The FillResult per-stage seconds, plus "other" (total minus the named stages)."""
-        s = dict(self.result["seconds"])
+        s = {k: float(v) for k, v in self.result["seconds"].items()}
         s["other"] = s["total"] - sum(s.get(k, 0.0) for k in STAGES)
         return s
 
@@ -434,81 +483,48 @@ def _parse_time_v(text: str) -> tuple[float, int]:
     return wall, rss
 
 
-def run_fill(
-    label: str,
-    hr: Path,
-    ref: Path,
-    output: Path,
-    *,
-    method: str,
-    cog: bool,
-    net: tuple[int, int],
-    extra: Sequence[str] = (),
-) -> Run:
-    """Fill `hr` in a fresh process under `/usr/bin/time -v` and return its timings.
+def fill_command(hr: Path, ref: Path, output: Path, *, cog: bool, extra: Sequence[str] = ()) -> list[str]:
+    """The `egan-fill` command line of one run (`--method match` unless `extra` says otherwise)."""
+    return [
+        EGAN_FILL,
+        str(hr),
+        "--ref",
+        str(ref),
+        "--ref-bidx",
+        REF_BIDX,
+        "-o",
+        str(output),
+        "--overwrite",
+        "--json",
+        "-q",
+        "--cog" if cog else "--no-cog",
+        *extra,
+    ]
 
-    `method` "match" runs the `egan-fill` CLI; "convnet" runs this script's `one` command, which calls
-    `fill_raster` with `ConvNetFiller`.
+
+def run_fill(label: str, hr: Path, ref: Path, output: Path, *, cog: bool, extra: Sequence[str] = ()) -> Run:
+    """Run the `egan-fill` CLI on `hr` in a fresh process under `/usr/bin/time -v`; return its timings.
+
+    The output and its fill-mask sidecar are deleted afterwards.
     """
     timefile = output.with_suffix(".time.txt")
-    if method == "match":
-        cmd = [
-            EGAN_FILL,
-            str(hr),
-            "--ref",
-            str(ref),
-            "--ref-bidx",
-            REF_BIDX,
-            "-o",
-            str(output),
-            "--overwrite",
-            "--json",
-            "-q",
-            "--cog" if cog else "--no-cog",
-            *extra,
-        ]
-    else:
-        cmd = [
-            sys.executable,
-            __file__,
-            "one",
-            str(hr),
-            str(ref),
-            str(output),
-            "--net-width",
-            str(net[0]),
-            "--net-depth",
-            str(net[1]),
-            "--cog" if cog else "--no-cog",
-        ]
+    cmd = fill_command(hr, ref, output, cog=cog, extra=extra)
     proc = subprocess.run(["/usr/bin/time", "-v", "-o", str(timefile), *cmd], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{label}: {' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
     wall, rss = _parse_time_v(timefile.read_text())
     timefile.unlink()
+    for p in (output, Path(str(output) + ".fillmask.tif")):
+        p.unlink(missing_ok=True)
     result = json.loads(proc.stdout)
     run = Run(label, wall, rss, result)
     s = run.seconds
     print(
-        f"  {label:<28} total {s['total']:7.2f}s  process {wall:7.2f}s  filler {s.get('filler', 0):7.2f}s  "
+        f"  {label:<30} total {s['total']:7.2f}s  process {wall:7.2f}s  filler {s.get('filler', 0):7.2f}s  "
         f"windows {result['windows_computed']:>4}/{result['windows_total']}  rss {rss / 1024:7.1f} MiB",
         flush=True,
     )
     return run
-
-
-def cmd_one(args: argparse.Namespace) -> None:
-    """Worker: fill with the stand-in filler via the library and print the FillResult as JSON."""
-    from dataclasses import asdict
-
-    from extendgan_geo.config import FillConfig, OutputConfig
-    from extendgan_geo.pipeline import fill_raster
-
-    filler = ConvNetFiller(HR_BANDS, HR_BANDS, width=args.net_width, depth=args.net_depth)
-    cfg = FillConfig(ref_indexes=tuple(int(b) for b in REF_BIDX.split(",")))
-    out_cfg = OutputConfig(cog=args.cog, overwrite=True)
-    result = fill_raster(args.hr, args.ref, args.output, cfg, out_cfg, filler=filler)
-    print(json.dumps(asdict(result)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -524,20 +540,23 @@ def stats(values: Sequence[float]) -> dict[str, float]:
 def summarize(runs: list[Run], pixels: int) -> dict[str, Any]:
     """Median/min/max of the totals, process walls, RSS and every stage over the runs of one configuration."""
     totals = [r.seconds["total"] for r in runs]
+    walls = [r.wall for r in runs]
+    fillers = [r.seconds.get("filler", 0.0) for r in runs]
     stage_med = {k: statistics.median([r.seconds.get(k, 0.0) for r in runs]) for k in (*ALL_STAGES, "total")}
-    non_filler = [r.seconds["total"] - r.seconds.get("filler", 0.0) for r in runs]
     return {
         "total": stats(totals),
-        "process_wall": stats([r.wall for r in runs]),
+        "process_wall": stats(walls),
         "rss_mib": stats([r.rss_kib / 1024 for r in runs]),
         "stages_median": stage_med,
-        "outside_filler": stats(non_filler),
-        "outside_filler_share": stats([nf / t for nf, t in zip(non_filler, totals, strict=True)]),
+        "outside_filler": stats([t - f for t, f in zip(totals, fillers, strict=True)]),
+        "outside_filler_share": stats([(t - f) / t for t, f in zip(totals, fillers, strict=True)]),
+        "outside_filler_share_process": stats([(w - f) / w for w, f in zip(walls, fillers, strict=True)]),
         "mp_per_s_total": stats([pixels / 1e6 / t for t in totals]),
-        "mp_per_s_process": stats([pixels / 1e6 / r.wall for r in runs]),
+        "mp_per_s_process": stats([pixels / 1e6 / w for w in walls]),
         "windows_computed": runs[0].result["windows_computed"],
         "windows_total": runs[0].result["windows_total"],
         "gap_pixels": runs[0].result["gap_pixels"],
+        "filled_pixels": runs[0].result["filled_pixels"],
         "runs": [
             {"total": r.seconds["total"], "wall": r.wall, "rss_kib": r.rss_kib, "seconds": r.seconds} for r in runs
         ],
@@ -560,24 +579,10 @@ def profile_run(hr: Path, ref: Path, output: Path, *, cog: bool) -> dict[str, st
         Top-15 tables by own time ("tottime") and by cumulative time ("cumulative").
     """
     prof = output.with_suffix(".prof")
-    cmd = [
-        sys.executable,
-        __file__,
-        "profile-one",
-        str(prof),
-        "--",
-        str(hr),
-        "--ref",
-        str(ref),
-        "--ref-bidx",
-        REF_BIDX,
-        "-o",
-        str(output),
-        "--overwrite",
-        "-q",
-        "--cog" if cog else "--no-cog",
-    ]
+    cmd = [sys.executable, __file__, "profile-one", str(prof), "--", *fill_command(hr, ref, output, cog=cog)[1:]]
     subprocess.run(cmd, check=True, capture_output=True)
+    for p in (output, Path(str(output) + ".fillmask.tif")):
+        p.unlink(missing_ok=True)
     out: dict[str, str] = {}
     for key in ("tottime", "cumulative"):
         buf = io.StringIO()
@@ -589,28 +594,27 @@ def profile_run(hr: Path, ref: Path, output: Path, *, cog: bool) -> dict[str, st
 
 def cmd_profile_one(args: argparse.Namespace) -> None:
     """Worker: import everything the CLI needs, then cProfile one CLI call into `args.prof`."""
+    import contextlib
     import cProfile
 
-    import rio_cogeo.cogeo  # noqa: F401  (imported here so that imports stay out of the profile)
-
     import extendgan_geo.fillers.match
-    import extendgan_geo.pipeline  # noqa: F401
+    import extendgan_geo.pipeline  # noqa: F401  (imported here so that imports stay out of the profile)
     from extendgan_geo.cli.main import cli
 
     prof = cProfile.Profile()
     prof.enable()
     try:
         cli_args = list(args.cli_args)
-        cli.main(cli_args[1:] if cli_args[:1] == ["--"] else cli_args, standalone_mode=False)
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli.main(cli_args[1:] if cli_args[:1] == ["--"] else cli_args, standalone_mode=False)
     finally:
         prof.disable()
         prof.dump_stats(args.prof)
 
 
 def environment() -> dict[str, Any]:
-    """The machine and library versions."""
+    """The machine, library versions and the commit measured."""
     import rasterio
-    import rio_cogeo
     import scipy
     import torch
 
@@ -624,6 +628,12 @@ def environment() -> dict[str, Any]:
                 break
     with open("/proc/meminfo") as f:
         mem_kib = int(f.readline().split()[1])
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*a: str) -> str:
+        proc = subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True)
+        return proc.stdout.strip()
+
     return {
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
@@ -635,10 +645,12 @@ def environment() -> dict[str, Any]:
         "scipy": scipy.__version__,
         "rasterio": rasterio.__version__,
         "gdal": rasterio.__gdal_version__,
-        "rio_cogeo": rio_cogeo.__version__,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "extendgan_geo": extendgan_geo.__version__,
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "engine_files_modified": git("status", "--porcelain", "--", "extendgan_geo") or "none",
+        "loadavg_at_start": os.getloadavg(),
     }
 
 
@@ -652,26 +664,24 @@ def render_markdown(res: dict[str, Any]) -> str:
     env = res["environment"]
     lines += ["## Environment", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in env.items()]
-    if "tile_cost" in res:
-        tc = res["tile_cost"]
-        lines += [
-            "",
-            f"Stand-in filler: width {tc['width']}, depth {tc['depth']}: {tc['gflop_per_tile']:.2f} GFLOP "
-            f"and {tc['seconds_per_tile'] * 1000:.0f} ms per {tc['tile']} px window "
-            f"({tc['gflops']:.1f} GFLOP/s, batch {tc['batch']}, {tc['torch_threads']} torch threads).",
-        ]
-    if "scenes" in res:
+    if "model" in res:
+        lines += ["", f"GAN checkpoint: {json.dumps(res['model'])}"]
+    if "gan_tile_cost" in res:
+        tc = res["gan_tile_cost"]
+        per = ", ".join(f"batch {b}: {_fmt(s)}" for b, s in tc["seconds_per_window"].items())
+        lines += ["", f"Generator forward (width {tc['width']}, {tc['torch_threads']} threads) per window: {per}"]
+    if res.get("scenes"):
         lines += [
             "",
             "## Scenes",
             "",
-            "| file | gap fraction | gap px | MiB | seconds to write |",
-            "|---|---|---|---|---|",
+            "| file | gap fraction | gap px | windows touching the gap | MiB | seconds to write |",
+            "|---|---|---|---|---|---|",
         ]
         for s in res["scenes"]:
             lines.append(
                 f"| {Path(s['path']).name} | {s['gap_fraction']:.4f} | {s['gap_pixels']:,} | "
-                f"{s['bytes'] / 2**20:.0f} | {s['seconds']:.1f} |"
+                f"{s['windows_touching_gap']}/{s['windows_total']} | {s['bytes'] / 2**20:.0f} | {s['seconds']:.1f} |"
             )
     for name, group in res.get("groups", {}).items():
         lines += [
@@ -679,16 +689,16 @@ def render_markdown(res: dict[str, Any]) -> str:
             f"## {name}",
             "",
             "| config | engine total (median, min-max) | process wall | windows | filler | outside filler "
-            "(share) | MP/s (engine) | peak RSS MiB |",
+            "(share of total / of process) | MP/s (engine) | peak RSS MiB |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for label, s in group.items():
             lines.append(
                 f"| {label} | {_fmt(s['total'])} | {_fmt(s['process_wall'])} | {s['windows_computed']}/"
                 f"{s['windows_total']} | {s['stages_median']['filler']:.2f}s | "
-                f"{s['outside_filler']['median']:.2f}s ({100 * s['outside_filler_share']['median']:.1f} %) | "
-                f"{s['mp_per_s_total']['median']:.1f} | "
-                f"{s['rss_mib']['median']:.0f} |"
+                f"{s['outside_filler']['median']:.2f}s ({100 * s['outside_filler_share']['median']:.1f} % / "
+                f"{100 * s['outside_filler_share_process']['median']:.1f} %) | "
+                f"{s['mp_per_s_total']['median']:.1f} | {_fmt(s['rss_mib'], '', 0)} |"
             )
         lines += [
             "",
@@ -700,12 +710,11 @@ def render_markdown(res: dict[str, Any]) -> str:
         for label, s in group.items():
             st = s["stages_median"]
             lines.append(f"| {label} | " + " | ".join(f"{st[k]:.2f}" for k in ALL_STAGES) + f" | {st['total']:.2f} |")
-    if "ratios" in res:
+    if res.get("ratios"):
         lines += ["", "## Ratios (same invocation, medians)", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in res["ratios"].items()]
-    if "profile" in res:
-        for key, text in res["profile"].items():
-            lines += ["", f"## cProfile top-15 by {key}", "", "```", text, "```"]
+    for key, text in res.get("profile", {}).items():
+        lines += ["", f"## cProfile top-15 by {key}", "", "```", text, "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -714,17 +723,18 @@ def render_markdown(res: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def ensure_scene(out: Path, size: int, gap: float, scenes: list[dict[str, Any]], *, blobs: int) -> Path:
+def ensure_scene(out: Path, size: int, gap: float, scenes: list[dict[str, Any]], *, shape: str = "clouds") -> Path:
     """Write the HR scene and its size's reference if missing; return the HR path."""
-    hr = hr_path(out, size, gap)
+    hr = hr_path(out, size, gap, shape)
     if not ref_path(out, size).exists():
         print(f"writing {ref_path(out, size).name}", flush=True)
         write_ref(ref_path(out, size), size)
     if not hr.exists():
         print(f"writing {hr.name}", flush=True)
-        info = write_hr(hr, size, gap, blobs=blobs)
+        info = write_hr(hr, size, gap, shape=shape)
         print(
-            f"  gap {info['gap_fraction']:.4f}, {info['bytes'] / 2**20:.0f} MiB, {info['seconds']:.1f}s",
+            f"  gap {info['gap_fraction']:.4f}, windows touching it {info['windows_touching_gap']}/"
+            f"{info['windows_total']}, {info['bytes'] / 2**20:.0f} MiB, {info['seconds']:.1f}s",
             flush=True,
         )
         scenes.append(info)
@@ -739,6 +749,10 @@ def _ratio(g: dict[str, Any], num: str, den: str, *keys: str) -> float:
     return float(a) / float(b)
 
 
+def _pct(gap: float) -> str:
+    return f"{round(gap * 100)}%"
+
+
 class Bench:
     """One `all` invocation: the scenes, the suites and what they measured."""
 
@@ -748,7 +762,6 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         self.runs_dir = self.out / "runs"
         self.runs_dir.mkdir(exist_ok=True)
-        self.net = (int(args.net_width), int(args.net_depth))
         self.size = int(args.size)
         self.scenes: list[dict[str, Any]] = []
         self.groups: dict[str, dict[str, Any]] = {}
@@ -756,111 +769,121 @@ class Bench:
         self.res: dict[str, Any] = {
             "environment": environment(),
             "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
+            "scenes": self.scenes,
+            "groups": self.groups,
+            "ratios": self.ratios,
         }
-        self.ref = ref_path(self.out, self.size)
-        self.hr = {g: ensure_scene(self.out, self.size, g, self.scenes, blobs=args.blobs) for g in (0.05, 0.5, 0.1)}
 
-    def kw(self, gap: float, method: str, cog: bool, name: str) -> dict[str, Any]:
-        """Arguments of `run_fill` for the main scene."""
+    def kw(self, hr: Path, cog: bool, name: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+        """Arguments of `run_fill`."""
+        size = int(hr.name.split("_")[1])
         return {
-            "hr": self.hr[gap],
-            "ref": self.ref,
+            "hr": hr,
+            "ref": ref_path(self.out, size),
             "output": self.runs_dir / f"{name}.tif",
-            "method": method,
             "cog": cog,
-            "net": self.net,
+            "extra": list(extra),
         }
+
+    def _gap_scaling(self, group: str, configs: dict[str, dict[str, Any]], repeats: int, pixels: int) -> None:
+        runs = interleaved(configs, repeats)
+        g = {k: summarize(v, pixels) for k, v in runs.items()}
+        self.groups[group] = g
+        for label in g:
+            if " 5% " not in f"{label} ":
+                continue
+            den = label.replace(" 5%", " 50%")
+            stem = label.replace(" 5%", "")
+            self.ratios[f"{stem}: engine total(5%) / total(50%)"] = _ratio(g, label, den, "total", "median")
+            self.ratios[f"{stem}: process wall(5%) / wall(50%)"] = _ratio(g, label, den, "process_wall", "median")
+            self.ratios[f"{stem}: windows(5%) / windows(50%)"] = _ratio(g, label, den, "windows_computed")
+            if g[den]["stages_median"]["filler"] > 1.0:
+                self.ratios[f"{stem}: filler stage(5%) / filler stage(50%)"] = _ratio(
+                    g, label, den, "stages_median", "filler"
+                )
 
     def match(self) -> None:
-        """Suite 1 and 3 with `--method match`: 5 % and 50 % gap, `--cog` and `--no-cog`."""
+        """Suites 1 and 3 with `--method match`: 5 % and 50 % gap, `--cog` and `--no-cog`, each gap shape."""
         print("match: gap scaling and throughput", flush=True)
-        configs = {
-            f"match {round(g * 100)}% {m}": self.kw(g, "match", m == "cog", f"m{round(g * 100)}{m}")
-            for m in ("cog", "no-cog")
-            for g in (0.05, 0.5)
-        }
-        runs = interleaved(configs, self.args.repeats)
-        g = {k: summarize(v, self.size**2) for k, v in runs.items()}
-        self.groups[f"match, {self.size}x{self.size}"] = g
-        for m in ("cog", "no-cog"):
-            self.ratios[f"match {m}: time(5%) / time(50%)"] = _ratio(
-                g, f"match 5% {m}", f"match 50% {m}", "total", "median"
-            )
+        configs: dict[str, dict[str, Any]] = {}
+        for shape in self.args.shapes:
+            hr = {g: ensure_scene(self.out, self.size, g, self.scenes, shape=shape) for g in (0.05, 0.5)}
+            for mode in ("cog", "no-cog"):
+                for g in (0.05, 0.5):
+                    name = f"m_{shape}{round(g * 100)}_{mode}"
+                    configs[f"match {shape} {_pct(g)} {mode}"] = self.kw(hr[g], mode == "cog", name)
+        self._gap_scaling(f"match, {self.size}x{self.size}", configs, self.args.repeats, self.size**2)
 
-    def convnet(self) -> None:
-        """Suites 1 and 4 with the stand-in filler."""
-        print("stand-in filler: gap scaling and overhead", flush=True)
-        modes = ("cog", "no-cog") if self.args.convnet_no_cog else ("cog",)
+    def gan(self) -> None:
+        """Suites 1 and 4 with the paper-width generator: 5 % and 50 % cloud gap at `--gan-size`."""
+        print("gan: generator cost, gap scaling and overhead", flush=True)
+        model = self.out / f"gan_w{GAN_WIDTH}.safetensors"
+        self.res["model"] = make_model(model)
+        tc = gan_tile_cost()
+        self.res["gan_tile_cost"] = tc
+        print(f"  generator s/window by batch: {json.dumps(tc['seconds_per_window'])}", flush=True)
+        size = int(self.args.gan_size)
+        hr = {g: ensure_scene(self.out, size, g, self.scenes) for g in (0.05, 0.5)}
+        extra = ["--method", "gan", "--model", str(model), "--device", "cpu"]
+        modes = ("cog", "no-cog") if self.args.gan_no_cog else ("cog",)
         configs = {
-            f"convnet {round(g * 100)}% {m}": self.kw(g, "convnet", m == "cog", f"c{round(g * 100)}{m}")
+            f"gan {_pct(g)} {m} batch{b}": self.kw(
+                hr[g], m == "cog", f"g{round(g * 100)}_{m}_b{b}", [*extra, "--batch-size", str(b)]
+            )
+            for b in self.args.gan_batches
             for m in modes
             for g in (0.05, 0.5)
         }
-        runs = interleaved(configs, self.args.repeats)
-        g = {k: summarize(v, self.size**2) for k, v in runs.items()}
-        self.groups[f"stand-in filler, {self.size}x{self.size}"] = g
-        for m in modes:
-            a, b = f"convnet 5% {m}", f"convnet 50% {m}"
-            self.ratios[f"convnet {m}: time(5%) / time(50%)"] = _ratio(g, a, b, "total", "median")
-            self.ratios[f"convnet {m}: filler stage(5%) / filler stage(50%)"] = _ratio(
-                g, a, b, "stages_median", "filler"
-            )
-        self.ratios["windows(5%) / windows(50%)"] = _ratio(g, "convnet 5% cog", "convnet 50% cog", "windows_computed")
+        self._gap_scaling(f"gan (paper width {GAN_WIDTH}), {size}x{size}", configs, self.args.gan_repeats, size**2)
 
     def memory(self) -> None:
-        """Suite 2: peak RSS on a 10 % gap, main scene repeated, big scenes once each (deleted after)."""
+        """Suites 2 and 3: peak RSS and throughput on a 10 % cloud gap at the main size and `--big` sizes."""
         print("memory: 10% gap", flush=True)
-        base = f"match 10% {self.size} cog"
-        runs = interleaved({base: self.kw(0.1, "match", True, "mem_main")}, self.args.repeats)
-        mem: dict[str, Any] = {k: summarize(v, self.size**2) for k, v in runs.items()}
+        sizes = [self.size, *self.args.big]
+        hr = {s: ensure_scene(self.out, s, 0.10, self.scenes) for s in sizes}
+        configs = {
+            f"match 10% {s} {m}": self.kw(hr[s], m == "cog", f"mem{s}_{m}") for s in sizes for m in ("cog", "no-cog")
+        }
+        runs = interleaved(configs, self.args.repeats)
+        mem = {k: summarize(v, int(k.split()[2]) ** 2) for k, v in runs.items()}
+        self.groups["memory and throughput, 10% gap"] = mem
         for big in self.args.big:
-            hr = ensure_scene(self.out, big, 0.10, self.scenes, blobs=self.args.blobs)
-            for cog in (True, False) if self.args.big_no_cog else (True,):
-                label = f"match 10% {big} {'cog' if cog else 'no-cog'}"
-                o = self.runs_dir / f"mem_{big}_{'c' if cog else 'n'}.tif"
-                run = run_fill(label, hr, ref_path(self.out, big), o, method="match", cog=cog, net=self.net)
-                mem[label] = summarize([run], big * big)
-                for p in (o, Path(str(o) + ".fillmask.tif")):
-                    p.unlink(missing_ok=True)
+            for m in ("cog", "no-cog"):
+                a, b = f"match 10% {big} {m}", f"match 10% {self.size} {m}"
+                self.ratios[f"peak RSS {a} / {b}"] = _ratio(mem, a, b, "rss_mib", "median")
             if not self.args.keep_big:
-                hr.unlink()
+                hr[big].unlink()
                 ref_path(self.out, big).unlink()
-        self.groups["memory, 10% gap"] = mem
-        for label in mem:
-            self.ratios[f"peak RSS {label} / {base}"] = _ratio(mem, label, base, "rss_mib", "median")
 
     def profile(self) -> None:
-        """cProfile of one match run on the 50 % scene, `--cog` and `--no-cog`."""
+        """cProfile of one match run on the 50 % cloud scene, `--cog` and `--no-cog`."""
         print("profile", flush=True)
+        hr = ensure_scene(self.out, self.size, 0.5, self.scenes)
         self.res["profile"] = {}
         for cog in (True, False):
             mode = "cog" if cog else "no-cog"
-            tables = profile_run(self.hr[0.5], self.ref, self.runs_dir / f"profile_{mode}.tif", cog=cog)
+            tables = profile_run(hr, ref_path(self.out, self.size), self.runs_dir / f"profile_{mode}.tif", cog=cog)
             for key, text in tables.items():
-                self.res["profile"][f"{key}, match 50% {self.size} {mode}"] = text
+                self.res["profile"][f"{key}, match clouds 50% {self.size} {mode}"] = text
 
-    def report(self, seconds: float) -> None:
-        """Write OUT/results.json and OUT/results.md and print the Markdown."""
-        self.res.update(scenes=self.scenes, groups=self.groups, ratios=self.ratios, benchmark_seconds=seconds)
+    def save(self, seconds: float) -> None:
+        """Write OUT/results.json and OUT/results.md (after every suite, so a failure keeps what ran)."""
+        self.res["benchmark_seconds"] = seconds
         (self.out / "results.json").write_text(json.dumps(self.res, indent=2, default=str))
-        md = render_markdown(self.res)
-        (self.out / "results.md").write_text(md)
-        print(md)
-        print(f"benchmark took {seconds:.0f}s; results in {self.out}", flush=True)
+        (self.out / "results.md").write_text(render_markdown(self.res))
 
 
 def cmd_all(args: argparse.Namespace) -> None:
     """Generate the scenes, run the chosen suites and write OUT/results.json and OUT/results.md."""
     t0 = time.perf_counter()
-    tc = tile_cost(args.net_width, args.net_depth)
-    print(f"stand-in filler: {tc['seconds_per_tile'] * 1000:.0f} ms/window", flush=True)
     bench = Bench(args)
     print(json.dumps(bench.res["environment"]), flush=True)
-    bench.res["tile_cost"] = tc
-    for suite in ("match", "convnet", "memory", "profile"):
+    for suite in ("match", "memory", "profile", "gan"):
         if suite in args.suites:
             getattr(bench, suite)()
-    bench.report(time.perf_counter() - t0)
+            bench.save(time.perf_counter() - t0)
+    print((bench.out / "results.md").read_text())
+    print(f"benchmark took {time.perf_counter() - t0:.0f}s; results in {bench.out}", flush=True)
 
 
 def _rss_kib() -> int:
@@ -875,20 +898,22 @@ def _rss_kib() -> int:
 def cmd_rss_trace(args: argparse.Namespace) -> None:
     """Fill one scene with `--method match` in this process and report the peak RSS reached in each stage.
 
-    A thread samples VmRSS every `--interval` s; `extendgan_geo.pipeline._timed` is wrapped (in this process
-    only) so each sample is tagged with the stage running then ("untimed" outside the timed stages: opening
-    inputs, the reference warp, accumulator growth, closing the temporary file).
+    A thread samples VmRSS every `--interval` s; the engine's `timed` is wrapped (in this process only) so each
+    sample is tagged with the stage running then ("untimed" outside the timed stages: opening inputs, the
+    reference warp, engine set-up, closing the patched file). GDAL_CACHEMAX defaults to 256 MB as in the CLI.
     """
     import contextlib
     import threading
     from collections.abc import Iterator
 
+    os.environ.setdefault("GDAL_CACHEMAX", "256")
+    import extendgan_geo.engine as engine
     import extendgan_geo.pipeline as pipeline
     from extendgan_geo.config import FillConfig, OutputConfig
 
     stage = ["untimed"]
     peaks: dict[str, int] = {}
-    original = pipeline._timed
+    original = engine.timed
 
     @contextlib.contextmanager
     def tagged(seconds: dict[str, float], name: str) -> Iterator[None]:
@@ -908,7 +933,7 @@ def cmd_rss_trace(args: argparse.Namespace) -> None:
             time.sleep(args.interval)
 
     base = _rss_kib()
-    pipeline._timed = tagged  # type: ignore[assignment]
+    engine.timed = pipeline.timed = tagged  # type: ignore[assignment,attr-defined]
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
@@ -917,7 +942,7 @@ def cmd_rss_trace(args: argparse.Namespace) -> None:
     finally:
         stop.set()
         thread.join()
-        pipeline._timed = original
+        engine.timed = pipeline.timed = original  # type: ignore[attr-defined]
     report = {
         "hr": args.hr,
         "cog": args.cog,
@@ -928,173 +953,109 @@ def cmd_rss_trace(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2))
 
 
-def cmd_cog_variants(args: argparse.Namespace) -> None:
-    """Time ways of turning a filled GeoTIFF into a COG (what the engine's finalize stage does, and others).
-
-    The input is first copied to a ZSTD level-1 temporary file, like the engine's temporary file with --cog.
-    """
-    import rasterio
-    import rasterio.shutil
-    from rio_cogeo.cogeo import cog_translate
-
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "cogvar_tmp.tif"
-    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
-        rasterio.shutil.copy(
-            args.src,
-            tmp,
-            driver="GTiff",
-            tiled=True,
-            blockxsize=512,
-            blockysize=512,
-            compress="zstd",
-            zstd_level=1,
-            predictor=2,
-            num_threads="all_cpus",
-        )
-    base = {
-        "driver": "GTiff",
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "interleave": "pixel",
-        "compress": "zstd",
-        "predictor": 2,
-        "bigtiff": "if_safer",
-    }
-
-    def rio_cogeo(level: int | None, resampling: Any) -> None:
-        profile = dict(base, **({"zstd_level": level} if level else {}))
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=256):
-            cog_translate(
-                str(tmp),
-                str(out / "cogvar_out.tif"),
-                profile,
-                nodata=0,
-                overview_resampling=resampling,
-                use_cog_driver=False,
-                in_memory=False,
-                forward_band_tags=True,
-                forward_ns_tags=True,
-                quiet=True,
-                temporary_compression="ZSTD",
-                allow_intermediate_compression=True,
-            )
-
-    def gdal_cog(level: int, resampling: str) -> None:
-        with rasterio.Env(GDAL_CACHEMAX=256):
-            rasterio.shutil.copy(
-                tmp,
-                out / "cogvar_out.tif",
-                driver="COG",
-                compress="ZSTD",
-                level=level,
-                predictor="YES",
-                blocksize=512,
-                overview_resampling=resampling,
-                num_threads="ALL_CPUS",
-                bigtiff="IF_SAFER",
-            )
-
-    variants: dict[str, Callable[[], None]] = {
-        "rio-cogeo as in finalize (ZSTD default level 9, average overviews)": lambda: rio_cogeo(None, "average"),
-        "rio-cogeo, ZSTD level 1": lambda: rio_cogeo(1, "average"),
-        "rio-cogeo, ZSTD level 1, nearest overviews": lambda: rio_cogeo(1, "nearest"),
-        "GDAL COG driver, ZSTD level 9, average": lambda: gdal_cog(9, "AVERAGE"),
-        "GDAL COG driver, ZSTD level 1, average": lambda: gdal_cog(1, "AVERAGE"),
-    }
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    sizes: dict[str, int] = {}
-    for _ in range(args.repeats):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-            sizes[name] = (out / "cogvar_out.tif").stat().st_size
-    tmp.unlink()
-    (out / "cogvar_out.tif").unlink()
-    report = {k: {**stats(v), "mib": round(sizes[k] / 2**20, 1)} for k, v in times.items()}
-    print(json.dumps({"src": args.src, "seconds": report}, indent=2))
-
-
-def cmd_read_align(args: argparse.Namespace) -> None:
-    """Read the top `--rows-total` rows of a raster in full-width strips of several heights; print MP/s.
-
-    The engine reads in strips of one window stride (192 rows by default) from files tiled 512: this shows what
-    that costs against block-aligned strips.
-    """
-    import rasterio
-    from rasterio.windows import Window
-
-    report: dict[str, float] = {}
-    for threads in ("ALL_CPUS", "1"):
-        for rows in args.rows:
-            with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS=threads), rasterio.open(args.src) as src:
-                total = min(args.rows_total, src.height)
-                t0 = time.perf_counter()
-                for r in range(0, total, rows):
-                    src.read(window=Window(0, r, src.width, min(rows, total - r)))
-                report[f"{rows} rows, GDAL_NUM_THREADS={threads}"] = (
-                    total * src.width / 1e6 / (time.perf_counter() - t0)
-                )
-    print(json.dumps({"src": args.src, "mp_per_s": report}, indent=2))
-
-
 def cmd_gen(args: argparse.Namespace) -> None:
     """Generate one scene (and its reference)."""
     args.out.mkdir(parents=True, exist_ok=True)
     scenes: list[dict[str, Any]] = []
-    ensure_scene(args.out, args.size, args.gap, scenes, blobs=args.blobs)
+    ensure_scene(args.out, args.size, args.gap, scenes, shape=args.shape)
     print(json.dumps(scenes, indent=2))
 
 
-def cmd_tile_cost(args: argparse.Namespace) -> None:
-    """Print the per-window cost of the stand-in filler."""
-    print(json.dumps(tile_cost(args.net_width, args.net_depth), indent=2))
+def cmd_windows(args: argparse.Namespace) -> None:
+    """Print the windows touching the gap at each fraction, per shape and size (no files written)."""
+    rows = []
+    for shape in args.shapes:
+        for size in args.sizes:
+            counts = {g: window_counts(make_gap(shape, size, g), size) for g in args.gaps}
+            lo, hi = min(args.gaps), max(args.gaps)
+            rows.append(
+                {
+                    "shape": shape,
+                    "size": size,
+                    "windows": {str(g): c[0] for g, c in counts.items()},
+                    "grid": counts[lo][1],
+                    f"ratio {lo}/{hi}": round(counts[lo][0] / max(1, counts[hi][0]), 3),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+
+
+def cmd_make_model(args: argparse.Namespace) -> None:
+    """Write the random-init paper-width generator checkpoint."""
+    print(json.dumps(make_model(args.path, width=args.width), indent=2))
+
+
+def cmd_gan_tile_cost(args: argparse.Namespace) -> None:
+    """Print the generator's per-window cost by batch size."""
+    print(json.dumps(gan_tile_cost(width=args.width, batches=args.batches), indent=2))
 
 
 def _sizes(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip() and int(s) > 0]
 
 
+def _shapes(text: str) -> list[str]:
+    shapes = [s for s in text.split(",") if s]
+    for s in shapes:
+        if s not in SHAPES:
+            raise argparse.ArgumentTypeError(f"unknown shape {s!r}; expected {','.join(SHAPES)}")
+    return shapes
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for scenes and outputs [%(default)s]")
-        sp.add_argument("--blobs", type=int, default=3, help="discs in the gap [%(default)s]")
-        sp.add_argument("--net-width", type=int, default=64, help="stand-in filler channels [%(default)s]")
-        sp.add_argument("--net-depth", type=int, default=4, help="stand-in filler convolutions [%(default)s]")
+    out_help = "folder for scenes and outputs [%(default)s]"
 
     a = sub.add_parser("all", help="generate scenes and run the suites")
-    common(a)
+    a.add_argument("--out", type=Path, default=DEFAULT_OUT, help=out_help)
     a.add_argument("--size", type=int, default=4096, help="edge of the main scene, px [%(default)s]")
-    a.add_argument("--repeats", type=int, default=3, help="runs per configuration [%(default)s]")
+    a.add_argument("--repeats", type=int, default=3, help="runs per match configuration [%(default)s]")
+    a.add_argument("--shapes", type=_shapes, default=list(SHAPES), help="gap shapes of the match suite [clouds,discs]")
+    a.add_argument("--gan-size", type=int, default=3072, help="edge of the GAN scenes, px [%(default)s]")
+    a.add_argument("--gan-repeats", type=int, default=2, help="runs per GAN configuration [%(default)s]")
+    a.add_argument("--gan-no-cog", action="store_true", help="also run the GAN with --no-cog")
+    a.add_argument(
+        "--gan-batches", type=_sizes, default=[8, 1], help="--batch-size values of the GAN runs [8,1] (8: the default)"
+    )
     a.add_argument(
         "--big",
         type=_sizes,
-        default=[8192, 16384],
-        help="comma-separated edges of the memory-only scenes, one run each; 0 = none [8192,16384]",
+        default=[16384],
+        help="comma-separated edges of the memory/throughput scenes besides --size; 0 = none [16384]",
     )
-    a.add_argument("--big-no-cog", action="store_true", help="also run the big scenes with --no-cog")
-    a.add_argument("--convnet-no-cog", action="store_true", help="also run the stand-in filler with --no-cog")
     a.add_argument("--keep-big", action="store_true", help="keep the big scenes after measuring")
     a.add_argument(
         "--suites",
         type=lambda s: set(s.split(",")),
-        default={"match", "convnet", "memory", "profile"},
-        help="comma-separated subset of match,convnet,memory,profile [all]",
+        default={"match", "gan", "memory", "profile"},
+        help="comma-separated subset of match,memory,profile,gan (run in that order) [all]",
     )
     a.set_defaults(func=cmd_all)
 
     g = sub.add_parser("gen", help="generate one scene and its reference")
-    common(g)
+    g.add_argument("--out", type=Path, default=DEFAULT_OUT, help=out_help)
     g.add_argument("--size", type=int, default=4096)
     g.add_argument("--gap", type=float, default=0.1, help="gap fraction [%(default)s]")
+    g.add_argument("--shape", choices=SHAPES, default="clouds")
     g.set_defaults(func=cmd_gen)
+
+    w = sub.add_parser("windows", help="window-count floor of the gap shapes (no files)")
+    w.add_argument("--shapes", type=_shapes, default=list(SHAPES))
+    w.add_argument("--sizes", type=_sizes, default=[2048, 3072, 4096, 16384])
+    w.add_argument("--gaps", type=lambda s: [float(v) for v in s.split(",")], default=[0.05, 0.1, 0.5])
+    w.set_defaults(func=cmd_windows)
+
+    m = sub.add_parser("make-model", help="write the random-init paper-width generator checkpoint")
+    m.add_argument("path", type=Path)
+    m.add_argument("--width", type=int, default=GAN_WIDTH)
+    m.set_defaults(func=cmd_make_model)
+
+    t = sub.add_parser("gan-tile-cost", help="generator seconds per window by batch size")
+    t.add_argument("--width", type=int, default=GAN_WIDTH)
+    t.add_argument("--batches", type=_sizes, default=[1, 2, 4, 8])
+    t.set_defaults(func=cmd_gan_tile_cost)
 
     r = sub.add_parser("rss-trace", help="peak RSS per engine stage of one match fill (in-process)")
     r.add_argument("hr")
@@ -1103,31 +1064,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cog", action=argparse.BooleanOptionalAction, default=True)
     r.add_argument("--interval", type=float, default=0.02, help="RSS sampling period, s [%(default)s]")
     r.set_defaults(func=cmd_rss_trace)
-
-    c = sub.add_parser("cog-variants", help="time COG conversions of a filled GeoTIFF")
-    c.add_argument("src", help="a filled GeoTIFF (e.g. OUT/runs/m5no-cog.tif)")
-    c.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    c.add_argument("--repeats", type=int, default=3)
-    c.set_defaults(func=cmd_cog_variants)
-
-    ra = sub.add_parser("read-align", help="read speed of full-width strips of several heights")
-    ra.add_argument("src")
-    ra.add_argument("--rows", type=_sizes, default=[512, 192], help="strip heights [512,192]")
-    ra.add_argument("--rows-total", type=int, default=8192, help="rows read per strip height [%(default)s]")
-    ra.set_defaults(func=cmd_read_align)
-
-    t = sub.add_parser("tile-cost", help="per-window cost of the stand-in filler")
-    common(t)
-    t.set_defaults(func=cmd_tile_cost)
-
-    o = sub.add_parser("one", help=argparse.SUPPRESS)
-    o.add_argument("hr")
-    o.add_argument("ref")
-    o.add_argument("output")
-    o.add_argument("--net-width", type=int, default=64)
-    o.add_argument("--net-depth", type=int, default=4)
-    o.add_argument("--cog", action=argparse.BooleanOptionalAction, default=True)
-    o.set_defaults(func=cmd_one)
 
     q = sub.add_parser("profile-one", help=argparse.SUPPRESS)
     q.add_argument("prof")
