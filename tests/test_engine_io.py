@@ -1,0 +1,83 @@
+"""The engine's I/O decisions: gap scan, byte copy of the HR, unit layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from extendgan_geo.config import FillConfig, OutputConfig
+from extendgan_geo.io.cog import copies_bytes
+from extendgan_geo.io.gaps import GapReader
+from extendgan_geo.io.raster import HrRaster
+from extendgan_geo.pipeline import FILL_MASK_SUFFIX, fill_raster
+
+from .conftest import hole
+
+
+def test_scan_counts_the_gap_and_marks_cells(make_raster):
+    hr = HrRaster.open(make_raster(), indexes=None, nodata=None)
+    scan = GapReader(hr, []).scan(cell=16, rows=64)
+    gap = hole(300, 340)
+    assert scan.gap_pixels == gap.sum()
+    assert scan.any_in(80, 80, 10, 10) == gap[80:90, 80:90].any()
+    assert not scan.any_in(0, 0, 16, 16)
+    hr.src.close()
+
+
+def test_gap_without_hr_holes_does_not_read_pixels(make_raster, monkeypatch):
+    hr = HrRaster.open(make_raster(kind="none", dtype="uint16"), indexes=None, nodata=None)
+    assert not hr.has_holes
+    monkeypatch.setattr(hr, "read", lambda window: pytest.fail("the HR was read"))
+    data, gap, _ = GapReader(hr, []).read(0, 0, 50, 50, data=False)
+    assert data is None and not gap.any()
+    hr.src.close()
+
+
+@pytest.mark.parametrize(
+    ("cog", "options", "tiled", "expected"),
+    [
+        (True, {}, False, True),
+        (False, {}, True, True),
+        (False, {}, False, False),
+        (False, {"compress": "lzw"}, True, False),
+    ],
+)
+def test_byte_copy_only_when_the_layout_fits(make_raster, tmp_path, cog, options, tiled, expected):
+    path = make_raster()
+    if not tiled:
+        with rasterio.open(path) as src:
+            profile = src.profile | {"tiled": False}
+            data = src.read()
+        path = tmp_path / "striped.tif"
+        with rasterio.open(
+            path, "w", **{k: v for k, v in profile.items() if k not in ("blockxsize", "blockysize")}
+        ) as dst:
+            dst.write(data)
+    with rasterio.open(path) as src:
+        assert copies_bytes(src, OutputConfig(cog=cog, creation_options=options)) is expected
+
+
+def raw_block(ds, row, col):
+    offset = int(ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1))
+    size = int(ds.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1))
+    with open(ds.name, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def test_no_cog_output_keeps_untouched_blocks_byte_identical(make_raster, make_reference, tmp_path):
+    """Only units holding gap are rewritten: blocks far from the gap keep their compressed bytes."""
+    gap = np.zeros((300, 340), bool)
+    gap[10:40, 10:40] = True
+    hr = make_raster(gap=gap)
+    out = tmp_path / "out.tif"
+    result = fill_raster(hr, make_reference(), out, FillConfig(ref_indexes=(2, 3, 4, 5)), OutputConfig(cog=False))
+    assert result.filled_pixels == gap.sum()
+    with rasterio.open(hr) as a, rasterio.open(out) as b:
+        assert b.block_shapes == a.block_shapes and b.compression == a.compression
+        # The compressed bytes of a block far from the gap are the input's own.
+        assert raw_block(a, 2, 2) == raw_block(b, 2, 2)
+        assert raw_block(a, 0, 0) != raw_block(b, 0, 0)  # the block holding the gap was rewritten
+    codes = rasterio.open(str(out) + FILL_MASK_SUFFIX).read(1)
+    assert (codes[gap] == 1).all() and (codes[~gap] == 0).all()
