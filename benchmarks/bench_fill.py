@@ -900,7 +900,8 @@ def cmd_rss_trace(args: argparse.Namespace) -> None:
 
     A thread samples VmRSS every `--interval` s; the engine's `timed` is wrapped (in this process only) so each
     sample is tagged with the stage running then ("untimed" outside the timed stages: opening inputs, the
-    reference warp, engine set-up, closing the patched file). GDAL_CACHEMAX defaults to 256 MB as in the CLI.
+    reference warp, engine set-up, closing the patched file). `UnitAccumulator.add` is wrapped too, to report
+    the most output units held at once and their float32 bytes. GDAL_CACHEMAX defaults to 256 MB as in the CLI.
     """
     import contextlib
     import threading
@@ -909,11 +910,20 @@ def cmd_rss_trace(args: argparse.Namespace) -> None:
     os.environ.setdefault("GDAL_CACHEMAX", "256")
     import extendgan_geo.engine as engine
     import extendgan_geo.pipeline as pipeline
+    from extendgan_geo.blending import UnitAccumulator
     from extendgan_geo.config import FillConfig, OutputConfig
 
     stage = ["untimed"]
     peaks: dict[str, int] = {}
     original = engine.timed
+    original_add = UnitAccumulator.add
+    held = {"units": 0, "bytes": 0}
+
+    def counting_add(self: Any, *a: Any, **k: Any) -> None:
+        original_add(self, *a, **k)
+        if len(self.units) > held["units"]:
+            held["units"] = len(self.units)
+            held["bytes"] = sum(v.nbytes + w.nbytes for v, w in self.units.values())
 
     @contextlib.contextmanager
     def tagged(seconds: dict[str, float], name: str) -> Iterator[None]:
@@ -934,6 +944,7 @@ def cmd_rss_trace(args: argparse.Namespace) -> None:
 
     base = _rss_kib()
     engine.timed = pipeline.timed = tagged  # type: ignore[assignment,attr-defined]
+    UnitAccumulator.add = counting_add  # type: ignore[method-assign]
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
@@ -943,11 +954,14 @@ def cmd_rss_trace(args: argparse.Namespace) -> None:
         stop.set()
         thread.join()
         engine.timed = pipeline.timed = original  # type: ignore[attr-defined]
+        UnitAccumulator.add = original_add  # type: ignore[method-assign]
     report = {
         "hr": args.hr,
         "cog": args.cog,
         "rss_before_fill_mib": base / 1024,
         "peak_rss_mib_by_stage": {k: round(v / 1024, 1) for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])},
+        "most_units_held": held["units"],
+        "their_mib": round(held["bytes"] / 2**20, 1),
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
     }
     print(json.dumps(report, indent=2))

@@ -100,9 +100,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bands", type=int, default=4)
     parser.add_argument("--json")
+    parser.add_argument("--bf16-repeats", type=int, default=1, help="bf16 can be very slow on CPUs without bf16 units")
+    parser.add_argument("--skip-bf16", default="", help="comma-separated presets whose bf16 timing is skipped")
     args = parser.parse_args()
     rows = []
-    for preset in ("paper", "small"):
+    for preset in ("small", "paper"):
+        print(f"measuring {preset}...", flush=True)
         cfg = TrainConfig(**{**PRESETS[preset], "preset": preset})
         g = Generator(GeneratorConfig(bands=3, ref_bands=3, width=cfg.width)).eval()
         d = Discriminator(3, 3, width=cfg.disc_width)
@@ -118,7 +121,9 @@ def main() -> None:
         }
         g4 = Generator(GeneratorConfig(bands=args.bands, ref_bands=args.bands, width=cfg.width)).eval()
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            t = time_forward(g4, args.bands, dtype, args.repeats)
+            if name == "bf16" and preset in args.skip_bf16:
+                continue
+            t = time_forward(g4, args.bands, dtype, args.repeats if name == "fp32" else args.bf16_repeats)
             row[f"fwd_{name}_ms_median"] = 1e3 * statistics.median(t)
             row[f"fwd_{name}_ms_min"] = 1e3 * min(t)
         row["train_samples_per_s"] = time_training(preset, args.bands, max(2, args.repeats // 2))
@@ -128,11 +133,12 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for r in rows:
-        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+        cells = [r.get(k, "not run") for k in keys]
+        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
