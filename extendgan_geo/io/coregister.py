@@ -55,7 +55,8 @@ def estimate_shift(
     shape = (max(1, round(height / factor)), max(1, round(width / factor)))
     data = hr.src.read(list(hr.indexes), out_shape=(len(hr.indexes), *shape), resampling=Resampling.average)
     mask = hr.src.read_masks(1, out_shape=shape) if hr.internal_mask else None
-    hr_valid = ~hr.holes(_full_count(hr, data), mask)
+    alpha = hr.src.read(hr.alpha, out_shape=shape) if hr.alpha is not None else None
+    hr_valid = ~hr.holes(hr.expand(data, alpha), mask)
     transform = hr.src.transform @ Affine.scale(width / shape[1], height / shape[0])
     with WarpedVRT(
         ref,
@@ -119,13 +120,3 @@ def _refine(
     if denom >= 0:  # not a maximum: keep the whole-pixel estimate
         return 0.0
     return float(np.clip(0.5 * (lo - hi) / denom, -0.5, 0.5))
-
-
-def _full_count(hr: HrRaster, data: np.ndarray) -> np.ndarray:
-    """Place the selected bands back at their file positions so `HrRaster.holes` can index them."""
-    full = np.zeros((hr.src.count, *data.shape[1:]), dtype=data.dtype)
-    for k, band in enumerate(hr.indexes):
-        full[band - 1] = data[k]
-    if hr.alpha is not None:
-        full[hr.alpha - 1] = hr.src.read(hr.alpha, out_shape=data.shape[1:])
-    return full

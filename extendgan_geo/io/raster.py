@@ -156,6 +156,22 @@ class HrRaster:
             return None
         return self.src.read_masks(1, window=window)
 
+    def expand(self, selected: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+        """Put the filled bands (and the alpha band, if given) back at their file positions, zeros elsewhere.
+
+        Args:
+            selected: (len(indexes), rows, cols) values of `indexes`, in order.
+            alpha: (rows, cols) alpha band, or None.
+
+        Returns:
+            (count, rows, cols) array `holes` can read.
+        """
+        full = np.zeros((self.src.count, *selected.shape[1:]), dtype=selected.dtype)
+        full[[i - 1 for i in self.indexes]] = selected
+        if self.alpha is not None and alpha is not None:
+            full[self.alpha - 1] = alpha
+        return full
+
     def holes(self, data: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         """Pixels that are missing in at least one filled band.
 

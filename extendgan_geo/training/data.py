@@ -122,7 +122,7 @@ class RasterSamples:
         for source in self.sources:
             for r, c in source.blocks["train"][:64]:
                 data = source.hr.src.read(list(source.hr.indexes), window=Window(c, r, self.crop, self.crop))
-                valid = ~source.hr.holes(_full(source.hr, data), None)
+                valid = ~source.hr.holes(source.hr.expand(data), None)
                 parts.append(data[:, valid][:, rng.permutation(int(valid.sum()))[:4096]].astype(np.float64))
         return BandScaling.fit(np.concatenate(parts, axis=1))
 
@@ -185,13 +185,6 @@ class RasterSamples:
             s.hr.src.close()
             if s.ref is not None:
                 s.ref.close()
-
-
-def _full(hr: HrRaster, data: np.ndarray) -> np.ndarray:
-    full = np.zeros((hr.src.count, *data.shape[1:]), dtype=data.dtype)
-    for k, band in enumerate(hr.indexes):
-        full[band - 1] = data[k]
-    return full
 
 
 def _augment(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
