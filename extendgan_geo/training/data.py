@@ -110,8 +110,14 @@ class RasterSamples:
         for r in range(0, height - self.crop + 1, self.block):
             for c in range(0, width - self.crop + 1, self.block):
                 blocks[_split_of(spec.hr, r, c, self.seed, val_fraction)].append((r, c))
+        if not blocks["train"] and blocks["val"]:
+            # A raster with few blocks may draw none for training: keep its first block for training.
+            blocks["train"].append(blocks["val"].pop(0))
         if not blocks["train"]:
-            raise InputError(f"training raster {spec.hr!r} ({width}x{height}) is smaller than one {self.crop} px crop")
+            raise InputError(
+                f"training raster {spec.hr!r} ({width}x{height}) is smaller than one {self.crop} px crop; "
+                "expected a larger raster or a smaller --crop"
+            )
         logger.info("%s: %d train and %d validation blocks", spec.hr, len(blocks["train"]), len(blocks["val"]))
         return _Source(spec, hr, ref, blocks)
 
