@@ -147,9 +147,16 @@ def _check_filler(filler: Filler, cfg: FillConfig, bands: int, ref_bands: int) -
 
 
 def _open_inputs(
-    hr_path: str, ref_path: str, mask: str | None, cfg: FillConfig, filler: Filler | None, tmpdir: str | None
+    hr_path: str | os.PathLike[str],
+    ref_path: str | os.PathLike[str],
+    mask_path: str | os.PathLike[str] | None,
+    cfg: FillConfig,
+    filler: Filler | None,
+    tmpdir: str | None,
 ) -> _Inputs:
     """Open and validate every input; close what was opened when a later one fails."""
+    hr_path, ref_path = os.fspath(hr_path), os.fspath(ref_path)
+    mask = None if mask_path is None else os.fspath(mask_path)
     with contextlib.ExitStack() as stack:
         hr = HrRaster.open(hr_path, indexes=cfg.indexes, nodata=cfg.nodata)
         stack.callback(hr.src.close)
@@ -257,8 +264,7 @@ def fill_raster(
     cfg, out_cfg = cfg or FillConfig(), out_cfg or OutputConfig()
     output = os.fspath(output)
     check_output(output, out_cfg, sidecars=(FILL_MASK_SUFFIX,) if out_cfg.write_fill_mask else ())
-    mask_path = None if mask is None else os.fspath(mask)
-    inputs = _open_inputs(os.fspath(hr_path), os.fspath(ref_path), mask_path, cfg, filler, out_cfg.tmpdir)
+    inputs = _open_inputs(hr_path, ref_path, mask, cfg, filler, out_cfg.tmpdir)
     try:
         # GDAL_CACHEMAX is left to the process (the CLI sets it): set through rasterio.Env it slows GDAL's COG
         # driver by ~1.5x (measured, docs/benchmarks.md).
@@ -392,8 +398,7 @@ def plan_fill(
     cfg, out_cfg = cfg or FillConfig(), out_cfg or OutputConfig()
     output = os.fspath(output)
     check_output(output, out_cfg)
-    mask_path = None if mask is None else os.fspath(mask)
-    inputs = _open_inputs(os.fspath(hr_path), os.fspath(ref_path), mask_path, cfg, filler, out_cfg.tmpdir)
+    inputs = _open_inputs(hr_path, ref_path, mask, cfg, filler, out_cfg.tmpdir)
     try:
         reader = GapReader(inputs.hr, inputs.sources, buffer=cfg.mask_buffer)
         scan = reader.scan()
