@@ -68,3 +68,56 @@ class BandScaling:
     def from_dict(cls, data: dict[str, Any]) -> BandScaling:
         """Inverse of `to_dict`."""
         return cls(tuple(float(v) for v in data["low"]), tuple(float(v) for v in data["high"]))
+
+
+@dataclass(frozen=True)
+class WindowScaling:
+    """Per-window, per-band standardisation for band-agnostic (bandwise) models.
+
+    Each band of a window is shifted and scaled by the mean and standard deviation of the *matched reference*
+    over the window (defined everywhere, gap included), so the model sees the same range whatever the dtype,
+    sensor or band. The deviation never falls below `floor` times the scene's p1..p99 range of that band, so
+    flat windows (water, shadow) are not blown up into noise. Windows overlap and are blended, so the per-window
+    affine map does not make seams (tested in tests/test_model.py).
+
+    Attributes:
+        floor: smallest standard deviation, as a share of the band's scene range.
+    """
+
+    floor: float = 0.02
+
+    def stats(self, ref: np.ndarray, band_range: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and deviation per window and band.
+
+        Args:
+            ref: (N, C, H, W) matched reference in file units (NaN where it has no data).
+            band_range: (C,) scene p99 - p1 per band.
+
+        Returns:
+            (mean, std), each (N, C, 1, 1) float32; windows without reference get mean 0, std = the floor.
+        """
+        ref = np.asarray(ref, np.float32)
+        ok = np.isfinite(ref)
+        n = ok.sum(axis=(2, 3), keepdims=True)
+        z = np.where(ok, ref, 0.0)
+        mean = z.sum(axis=(2, 3), keepdims=True) / np.maximum(n, 1)
+        var = (np.where(ok, (ref - mean) ** 2, 0.0)).sum(axis=(2, 3), keepdims=True) / np.maximum(n, 1)
+        floor = self.floor * np.maximum(np.asarray(band_range, np.float32), 1e-12).reshape(1, -1, 1, 1)
+        std = np.maximum(np.sqrt(var), floor)
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"kind": "window", "floor": self.floor}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowScaling:
+        """Inverse of `to_dict`."""
+        return cls(float(data["floor"]))
+
+
+def band_range(samples: np.ndarray) -> np.ndarray:
+    """(C,) p99 - p1 of (C, N) samples ignoring NaN (at least 1e-6 of the magnitude, never 0)."""
+    lo = np.nanpercentile(samples, 1.0, axis=1)
+    hi = np.nanpercentile(samples, 99.0, axis=1)
+    return np.maximum(hi - lo, 1e-6 * np.maximum(np.abs(hi), 1.0)).astype(np.float32)

@@ -45,6 +45,18 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     metavar="HR:REF",
     help="HR raster and a real reference of the same area (repeatable).",
 )
+@click.option(
+    "--val-hr",
+    "val_hr",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Raster used only for validation (split by file; repeatable).",
+)
+@click.option(
+    "--bandwise",
+    type=click.IntRange(min=0),
+    help="Train one band-agnostic model on K bands per sample (0 = a model for the rasters' band count).",
+)
 @click.option("--settings", type=click.Path(exists=True, dir_okay=False), help="TOML file with a [train] table.")
 @click.option("--preset", type=click.Choice(["small", "paper", "code"]), default="small", show_default=True)
 @click.option("-o", "--out", help="Run folder for checkpoints and the CSV log [runs/egan].")

@@ -17,7 +17,7 @@ import numpy as np
 from extendgan_geo.errors import BandMismatchError, CheckpointError, ConfigError
 from extendgan_geo.fillers.base import TileBatch
 from extendgan_geo.fillers.match import MatchFiller
-from extendgan_geo.scaling import BandScaling
+from extendgan_geo.scaling import BandScaling, WindowScaling, band_range
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,14 @@ class GanFiller:
     name = "gan"
 
     def __init__(
-        self, generator: Any, meta: dict[str, Any], *, model_hash: str, device: str, precision: str = "fp32"
+        self,
+        generator: Any,
+        meta: dict[str, Any],
+        *,
+        model_hash: str,
+        device: str,
+        precision: str = "fp32",
+        bands: int | None = None,
     ) -> None:
         self.generator = generator.to(device)
         self.precision = precision
@@ -71,22 +78,50 @@ class GanFiller:
         self.model_hash = model_hash
         self.device = device
         cfg = meta["generator"]
-        self.bands: int | None = int(cfg["bands"])
-        self.ref_bands: int | None = int(cfg["ref_bands"])
+        self.bandwise = bool(cfg.get("bandwise", False))
+        if self.bandwise:
+            # One set of weights for any band count: the run's own count, reference bands paired one to one.
+            if bands is None:
+                raise ValueError("a bandwise model needs the run's band count")
+            self.bands: int | None = bands
+            self.ref_bands: int | None = bands
+        else:
+            self.bands = int(cfg["bands"])
+            self.ref_bands = int(cfg["ref_bands"])
         # The generator is fully convolutional (it pads to a multiple of 4 itself): any tile works unless the
         # checkpoint pins one.
         self.tile: int | None = int(meta["tile"]) if meta.get("tile") else None
-        self.scaling = BandScaling.from_dict(meta["scaling"]["hr"])
         self.ref_input = meta.get("ref_input", "matched")
-        self.ref_scaling = (
-            self.scaling if self.ref_input == "matched" else BandScaling.from_dict(meta["scaling"]["ref"])
-        )
+        self.window: WindowScaling | None = None
+        self.band_range: np.ndarray | None = None
+        if "window" in meta["scaling"]:
+            self.window = WindowScaling.from_dict(meta["scaling"]["window"])
+        else:
+            self.scaling = BandScaling.from_dict(meta["scaling"]["hr"])
+            self.ref_scaling = (
+                self.scaling if self.ref_input == "matched" else BandScaling.from_dict(meta["scaling"]["ref"])
+            )
         self.matcher = MatchFiller(self.bands) if self.ref_input == "matched" else None
 
     def prepare(self, sample: TileBatch) -> None:
-        """Fit the scene-wide radiometric match of the reference (matched-input models)."""
+        """Fit the scene-wide radiometric match of the reference and the scene's band ranges."""
         if self.matcher is not None:
             self.matcher.prepare(sample)
+        if self.window is not None:
+            self.band_range = _known_range(sample)
+
+    def _to_model(self, batch: TileBatch, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+        """HR and reference in model range, and the inverse map of the output."""
+        ref_ok = np.isfinite(ref).all(axis=1, keepdims=True)
+        if self.window is not None:
+            ranges = self.band_range if self.band_range is not None else _known_range(batch)
+            mean, std = self.window.stats(np.where(ref_ok, ref, np.nan), ranges)
+            hr = (batch.hr - mean) / std
+            ref_m = np.where(ref_ok, (np.nan_to_num(ref) - mean) / std, 0.0)
+            return hr, ref_m, lambda y: y * std + mean
+        hr = self.scaling.to_model(batch.hr, axis=1)
+        ref_m = np.where(ref_ok, self.ref_scaling.to_model(np.nan_to_num(ref), axis=1), 0.0)
+        return hr, ref_m, lambda y: self.scaling.from_model(y, axis=1)
 
     def __call__(self, batch: TileBatch) -> np.ndarray:
         """Predict the windows: (N, C, T, T) float32 in file units, NaN where the reference has no data."""
@@ -94,8 +129,7 @@ class GanFiller:
 
         ref = self.matcher(batch) if self.matcher is not None else batch.ref
         ref_ok = np.isfinite(ref).all(axis=1, keepdims=True)
-        hr = self.scaling.to_model(batch.hr, axis=1)
-        ref_m = np.where(ref_ok, self.ref_scaling.to_model(np.nan_to_num(ref), axis=1), 0.0)
+        hr, ref_m, from_model = self._to_model(batch, ref)
         gap = batch.gap.astype(np.float32)
         bf16 = self.precision == "bf16"
         tensors = [
@@ -111,8 +145,17 @@ class GanFiller:
         ):
             for i in range(0, len(batch), step):
                 outs.append(self.generator(*(t[i : i + step] for t in tensors)).float().cpu())
-        pred = self.scaling.from_model(torch.cat(outs).numpy(), axis=1)
+        pred = from_model(torch.cat(outs).numpy())
         return np.where(ref_ok, pred, np.float32(np.nan)).astype(np.float32)
+
+
+def _known_range(batch: TileBatch) -> np.ndarray:
+    """(C,) p99 - p1 of the known HR pixels of a batch (the scene sample), per band."""
+    known = ~batch.gap[:, 0]
+    pixels = np.moveaxis(batch.hr, 1, 0)[:, known]
+    if pixels.shape[1] == 0:
+        return np.ones(batch.hr.shape[1], np.float32)
+    return band_range(pixels)
 
 
 def load_gan_filler(model: str | None, *, device: str, bands: int, precision: str = "fp32") -> GanFiller:
@@ -138,12 +181,14 @@ def load_gan_filler(model: str | None, *, device: str, bands: int, precision: st
         )
     generator, meta = load_generator(path)
     trained = int(meta["generator"]["bands"])
-    if trained != bands:
+    if not meta["generator"].get("bandwise") and trained != bands:
         names = ",".join(meta.get("band_names", [])) or f"{trained} bands"
         raise BandMismatchError(
             f"model {os.path.basename(path)!r} was trained for {trained} bands ({names}) but {bands} are selected; "
             f"expected {trained}: select them with -b/--bidx and --ref-bidx, or train a model for this layout"
         )
-    filler = GanFiller(generator, meta, model_hash=file_sha256(path), device=pick_device(device), precision=precision)
+    filler = GanFiller(
+        generator, meta, model_hash=file_sha256(path), device=pick_device(device), precision=precision, bands=bands
+    )
     logger.info("gan: %s (%s), device %s", os.path.basename(path), filler.model_hash[:12], filler.device)
     return filler

@@ -93,13 +93,21 @@ class HrRaster:
     internal_mask: bool
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, indexes: tuple[int, ...] | None, nodata: float | None) -> HrRaster:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        indexes: tuple[int, ...] | None,
+        nodata: float | None,
+        georeferenced: bool = True,
+    ) -> HrRaster:
         """Open and validate the HR raster.
 
         Args:
             path: raster path.
             indexes: bands to fill, 1-based; None = every band but alpha.
             nodata: nodata override; None = the file's nodata.
+            georeferenced: require a CRS and geotransform (training with a simulated reference does not).
 
         Raises:
             InputError: not a raster, or not georeferenced.
@@ -107,7 +115,8 @@ class HrRaster:
         """
         src = open_raster(path, "HR raster")
         try:
-            require_crs(src, "HR raster")
+            if georeferenced:
+                require_crs(src, "HR raster")
             alpha = alpha_band(src)
             if indexes is None:
                 indexes = tuple(i for i in src.indexes if i != alpha)

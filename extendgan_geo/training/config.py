@@ -45,6 +45,10 @@ class TrainConfig:
         device: "auto", "cpu" or "cuda". amp: bf16/fp16 autocast on CUDA.
         workers: DataLoader workers.
         resume: checkpoint (`last.safetensors`) to continue from.
+        bandwise: 0 = a model for the rasters' band count; K > 0 = one band-agnostic model (any band count,
+            any dtype) trained on K bands drawn per sample.
+        val_hr: rasters used only for validation (a split by file; their blocks are never trained on).
+        known_weight: weight of the reconstruction loss outside the gap (1 = the paper's plain L1).
     """
 
     hr: tuple[str, ...] = ()
@@ -84,6 +88,9 @@ class TrainConfig:
     amp: bool = True
     workers: int = 0
     resume: str | None = None
+    bandwise: int = 0
+    val_hr: tuple[str, ...] = ()
+    known_weight: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,6 +100,8 @@ class TrainConfig:
             raise ConfigError("epochs and batch_size must be >= 1 and samples_per_epoch >= batch_size")
         if self.larn_stats not in ("paper", "code"):
             raise ConfigError(f"larn_stats must be 'paper' or 'code', got {self.larn_stats!r}")
+        if self.bandwise < 0 or not 0.0 <= self.known_weight <= 1.0:
+            raise ConfigError(f"bandwise must be >= 0 and known_weight in [0, 1], got {self.bandwise}, {self.known_weight}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -136,7 +145,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def _coerce(name: str, value: Any) -> Any:
-    tuples = {"hr", "bidx", "ref_bidx", "betas", "factor", "mask_kinds", "mask_files"}
+    tuples = {"hr", "val_hr", "bidx", "ref_bidx", "betas", "factor", "mask_kinds", "mask_files"}
     if name == "pairs":
         return tuple(tuple(p) for p in value)
     if name in tuples and value is not None:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 
 from extendgan_geo import masks_synth
@@ -21,7 +22,7 @@ from extendgan_geo.errors import InputError
 from extendgan_geo.fillers.match import fit_gain_bias
 from extendgan_geo.io.raster import HrRaster, open_raster
 from extendgan_geo.io.reference import RefGrid
-from extendgan_geo.scaling import BandScaling
+from extendgan_geo.scaling import BandScaling, WindowScaling, band_range
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,17 @@ class SourceSpec:
     Attributes:
         hr: HR raster path.
         ref: reference raster path, or None to simulate one.
-        indexes: HR bands, 1-based (None = all but alpha).
+        indexes: HR bands, 1-based (None = every band, alpha-tagged ones included).
         ref_indexes: reference bands paired with `indexes` (None = same count, in order).
+        split: "train" or "val" puts every block of the raster in that split (a validation set split by
+            file); None splits the raster's blocks by the seeded hash.
     """
 
     hr: str
     ref: str | None = None
     indexes: tuple[int, ...] | None = None
     ref_indexes: tuple[int, ...] | None = None
+    split: str | None = None
 
 
 @dataclass
@@ -49,6 +53,7 @@ class _Source:
     hr: HrRaster
     ref: RefGrid | None
     blocks: dict[str, list[tuple[int, int]]]
+    band_range: np.ndarray | None = None
 
 
 def _split_of(path: str, r: int, c: int, seed: int, val_fraction: float) -> str:
@@ -69,6 +74,9 @@ class RasterSamples:
         degrade: simulated-reference settings.
         seed: base seed of the split and of every sample.
         min_valid: smallest share of valid HR pixels a crop may have.
+        bandwise: 0 = every sample has all bands of its raster (all rasters must have the same count) and
+            the fixed per-band scaling; K > 0 = band-agnostic samples of K bands drawn from the raster's bands
+            (with repeats when it has fewer), standardised per window (`WindowScaling`).
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class RasterSamples:
         degrade: DegradeConfig | None = None,
         seed: int = 0,
         min_valid: float = 0.98,
+        bandwise: int = 0,
     ) -> None:
         if not specs:
             raise InputError("no training rasters given; expected --hr FILE or --pair HR:REF at least once")
@@ -90,16 +99,37 @@ class RasterSamples:
         self.mask_kinds, self.mask_pool = mask_kinds, mask_pool or []
         self.degrade = degrade or DegradeConfig()
         self.min_valid = min_valid
+        self.bandwise = bandwise
+        self.window_scaling = WindowScaling()
         self.sources = [self._open(spec, val_fraction) for spec in specs]
         counts = {len(s.hr.indexes) for s in self.sources}
-        if len(counts) != 1:
-            raise InputError(f"training rasters have different band counts {sorted(counts)}; expected one: use --bidx")
-        self.bands = counts.pop()
-        self.scaling = self._fit_scaling()
-        self.band_range = np.asarray(self.scaling.high) - np.asarray(self.scaling.low)
+        if bandwise:
+            self.bands = bandwise
+            for source in self.sources:
+                source.band_range = band_range(self._sample_pixels(source))
+            self.scaling: BandScaling | None = None
+        else:
+            if len(counts) != 1:
+                raise InputError(
+                    f"training rasters have different band counts {sorted(counts)}; expected one: use --bidx "
+                    "or a bandwise model"
+                )
+            self.bands = counts.pop()
+            self.scaling = BandScaling.fit(
+                np.concatenate([self._sample_pixels(s) for s in self.sources], axis=1).astype(np.float64)
+            )
+            self.band_range = np.asarray(self.scaling.high) - np.asarray(self.scaling.low)
+        for split in ("train", "val"):
+            if split == "train" and not self.count(split):
+                raise InputError("no training blocks: every raster is in the validation split; expected some for training")
 
     def _open(self, spec: SourceSpec, val_fraction: float) -> _Source:
-        hr = HrRaster.open(spec.hr, indexes=spec.indexes, nodata=None)
+        indexes = spec.indexes
+        if indexes is None:
+            # Every band is data for training: 4-band uint8 files (R,G,B,NIR) are often tagged RGBA.
+            with rasterio.open(spec.hr) as probe:
+                indexes = tuple(probe.indexes)
+        hr = HrRaster.open(spec.hr, indexes=indexes, nodata=None, georeferenced=spec.ref is not None)
         ref = None
         if spec.ref is not None:
             ref_src = open_raster(spec.ref, "reference")
@@ -109,11 +139,11 @@ class RasterSamples:
         blocks: dict[str, list[tuple[int, int]]] = {"train": [], "val": []}
         for r in range(0, height - self.crop + 1, self.block):
             for c in range(0, width - self.crop + 1, self.block):
-                blocks[_split_of(spec.hr, r, c, self.seed, val_fraction)].append((r, c))
-        if not blocks["train"] and blocks["val"]:
+                blocks[spec.split or _split_of(spec.hr, r, c, self.seed, val_fraction)].append((r, c))
+        if spec.split is None and not blocks["train"] and blocks["val"]:
             # A raster with few blocks may draw none for training: keep its first block for training.
             blocks["train"].append(blocks["val"].pop(0))
-        if not blocks["train"]:
+        if not blocks["train"] and not blocks["val"]:
             raise InputError(
                 f"training raster {spec.hr!r} ({width}x{height}) is smaller than one {self.crop} px crop; "
                 "expected a larger raster or a smaller --crop"
@@ -121,16 +151,15 @@ class RasterSamples:
         logger.info("%s: %d train and %d validation blocks", spec.hr, len(blocks["train"]), len(blocks["val"]))
         return _Source(spec, hr, ref, blocks)
 
-    def _fit_scaling(self) -> BandScaling:
-        """Per-band 1st/99th percentiles over a sparse sample of the training blocks."""
+    def _sample_pixels(self, source: _Source) -> np.ndarray:
+        """(C, N) valid pixels from a sparse sample of the raster's training (else validation) blocks."""
         rng = np.random.default_rng(self.seed)
         parts = []
-        for source in self.sources:
-            for r, c in source.blocks["train"][:64]:
-                data = source.hr.src.read(list(source.hr.indexes), window=Window(c, r, self.crop, self.crop))
-                valid = ~source.hr.holes(source.hr.expand(data), None)
-                parts.append(data[:, valid][:, rng.permutation(int(valid.sum()))[:4096]].astype(np.float64))
-        return BandScaling.fit(np.concatenate(parts, axis=1))
+        for r, c in (source.blocks["train"] or source.blocks["val"])[:64]:
+            data = source.hr.src.read(list(source.hr.indexes), window=Window(c, r, self.crop, self.crop))
+            valid = ~source.hr.holes(source.hr.expand(data), None)
+            parts.append(data[:, valid][:, rng.permutation(int(valid.sum()))[:4096]].astype(np.float32))
+        return np.concatenate(parts, axis=1)
 
     def count(self, split: str) -> int:
         """Number of blocks in a split."""
@@ -151,21 +180,24 @@ class RasterSamples:
                 break
         else:
             raise InputError("could not find a training crop with enough valid pixels; check the nodata of the rasters")
-        _, hr, ref, factor = pick
+        hr, ref, factor, ranges = pick
         gap = masks_synth.draw(self.crop, rng, self.mask_kinds, self.mask_pool)
         k = int(rng.integers(4))
         flip = bool(rng.integers(2))
         arrays = [_augment(a, k, flip) for a in (hr, ref, gap[None])]
         hr, ref, gapf = arrays[0], arrays[1], arrays[2].astype(np.float32)
         ref = _match(hr, ref, gapf[0] > 0)
-        return {
-            "hr": self.scaling.to_model(hr),
-            "ref": self.scaling.to_model(ref),
-            "gap": gapf,
-            "factor": np.float32(factor),
-        }
+        if self.scaling is not None:
+            hr, ref = self.scaling.to_model(hr), self.scaling.to_model(ref)
+        else:
+            mean, std = self.window_scaling.stats(ref[None], ranges)
+            hr, ref = (hr - mean[0]) / std[0], (ref - mean[0]) / std[0]
+        return {"hr": hr.astype(np.float32), "ref": ref.astype(np.float32), "gap": gapf, "factor": np.float32(factor)}
 
-    def _pick(self, split: str, rng: np.random.Generator) -> tuple[_Source, np.ndarray, np.ndarray, float] | None:
+    def _pick(
+        self, split: str, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray] | None:
+        """A valid crop: (HR, reference, factor or NaN for a real pair, band ranges), or None to draw again."""
         weights = np.array([len(s.blocks[split]) for s in self.sources], dtype=np.float64)
         source = self.sources[int(rng.choice(len(self.sources), p=weights / weights.sum()))]
         r0, c0 = source.blocks[split][int(rng.integers(len(source.blocks[split])))]
@@ -177,13 +209,18 @@ class RasterSamples:
         if valid.mean() < self.min_valid:
             return None
         hr = data[[i - 1 for i in source.hr.indexes]].astype(np.float32)
+        picked = np.arange(len(hr))
+        if self.bandwise:
+            picked = np.sort(rng.choice(len(hr), self.bandwise, replace=len(hr) < self.bandwise))
+            hr = hr[picked]
+        ranges = self.band_range if source.band_range is None else source.band_range[picked]
         if source.ref is not None:
-            ref = source.ref.read(r, c, self.crop, self.crop)
+            ref = source.ref.read(r, c, self.crop, self.crop)[picked]
             if not np.isfinite(ref).all():
                 return None
-            return source, hr, ref, float("nan")
-        ref, factor = simulate_reference(hr, self.band_range, rng, self.degrade)
-        return source, hr, ref, factor
+            return hr, ref, float("nan"), ranges
+        ref, factor = simulate_reference(hr, ranges, rng, self.degrade)
+        return hr, ref, factor, ranges
 
     def close(self) -> None:
         """Close every raster."""

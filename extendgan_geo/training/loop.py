@@ -103,18 +103,21 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: RasterSamples, device: torch.device, world: int) -> None:
         self.cfg, self.data, self.device = cfg, data, device
         torch.manual_seed(cfg.seed)
+        bands = 1 if cfg.bandwise else data.bands
         gcfg = GeneratorConfig(
-            bands=data.bands,
-            ref_bands=data.bands,
+            bands=bands,
+            ref_bands=bands,
             width=cfg.width,
             larn=cfg.larn,
-            larn_stats=cfg.larn_stats,
+            larn_stats=cfg.larn_stats,  # type: ignore[arg-type]
             instance_norm=cfg.instance_norm,
-            residual=cfg.residual,  # type: ignore[arg-type]
+            residual=cfg.residual,
+            bandwise=bool(cfg.bandwise),
         )
         self.gcfg = gcfg
         self.g: nn.Module = Generator(gcfg).to(device)
-        self.d: nn.Module = Discriminator(data.bands, data.bands, width=cfg.disc_width).to(device)
+        # A bandwise generator is judged band by band by a one-band discriminator.
+        self.d: nn.Module = Discriminator(bands, bands, width=cfg.disc_width).to(device)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
         self.g_run, self.d_run = self.g, self.d
@@ -141,7 +144,9 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.g_run(hr, ref, gap)
             comp = out * gap + hr * (1.0 - gap)
-            rec = losses.l1(out.float(), hr)
+            if cfg.bandwise:
+                hr, ref, gap, comp = _per_band(hr, ref, gap, comp)
+            rec = losses.l1(out.float().reshape(hr.shape), hr, gap, known_weight=cfg.known_weight)
             adv = losses.g_hinge(self.d_run(comp, gap, ref).float(), relu=cfg.adv_relu)
         tri = losses.triplet_ssim(comp.float(), hr, ref, gap, margin=cfg.margin) if cfg.triplet else rec * 0
         loss_g = cfg.lambda_rec * rec + cfg.lambda_adv * adv + cfg.lambda_triplet * tri
@@ -196,19 +201,25 @@ class Trainer:
         """Checkpoint metadata: architecture, bands, scaling, training data, validation metrics, settings."""
         cfg, data = self.cfg, self.data
         names = [data.sources[0].hr.src.descriptions[i - 1] or f"band {i}" for i in data.sources[0].hr.indexes]
+        if data.scaling is not None:
+            scaling = {"hr": data.scaling.to_dict()}
+        else:
+            scaling = {"window": data.window_scaling.to_dict()}
+            names = []
         return {
             "generator": dataclasses.asdict(self.gcfg),
             "discriminator": {"width": cfg.disc_width},
-            "bands": data.bands,
+            "bands": None if cfg.bandwise else data.bands,
             "band_names": names,
-            "dtype": data.sources[0].hr.src.dtypes[0],
-            "scaling": {"hr": data.scaling.to_dict()},
+            "dtype": sorted({s.hr.src.dtypes[0] for s in data.sources}),
+            "scaling": scaling,
             "ref_input": "matched",
             "tile": None,
             "train_crop": cfg.crop,
             "resampling": "bilinear",
             "scale_range": list(cfg.factor),
-            "training_data": [s.spec.hr for s in data.sources],
+            "training_data": [s.spec.hr for s in data.sources if s.spec.split != "val"],
+            "validation_data": [s.spec.hr for s in data.sources if s.spec.split == "val"],
             "training_pairs": [[s.spec.hr, s.spec.ref] for s in data.sources if s.spec.ref],
             "validation": val,
             "epoch": self.epoch,
@@ -237,6 +248,17 @@ class Trainer:
         self.best_mae = meta.get("best_mae") or math.inf
 
 
+def _per_band(hr: torch.Tensor, ref: torch.Tensor, gap: torch.Tensor, comp: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(N, C, H, W) images and (N, 1, H, W) gap -> N*C one-band images and their gaps."""
+    n, c, h, w = hr.shape
+    return (
+        hr.reshape(n * c, 1, h, w),
+        ref.reshape(n * c, 1, h, w),
+        gap.repeat_interleave(c, dim=0),
+        comp.reshape(n * c, 1, h, w),
+    )
+
+
 def _gap_metrics(pred: torch.Tensor, truth: torch.Tensor, gap: torch.Tensor) -> dict[str, float]:
     w = gap.expand_as(pred)
     denom = w.sum().clamp_min(1.0)
@@ -262,9 +284,14 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
     """
     device = _device(cfg)
     rank, world = _dist_init(device)
-    specs = [SourceSpec(p, indexes=cfg.bidx) for p in cfg.hr] + [
-        SourceSpec(h, r, indexes=cfg.bidx, ref_indexes=cfg.ref_bidx) for h, r in cfg.pairs
-    ]
+    specs = (
+        [SourceSpec(p, indexes=cfg.bidx) for p in cfg.hr]
+        + [SourceSpec(h, r, indexes=cfg.bidx, ref_indexes=cfg.ref_bidx) for h, r in cfg.pairs]
+        + [SourceSpec(p, indexes=cfg.bidx, split="val") for p in cfg.val_hr]
+    )
+    if cfg.val_hr:
+        train_only = [s for s in specs if s.split is None]
+        specs = [dataclasses.replace(s, split="train") for s in train_only] + specs[len(train_only) :]
     pool = _load_masks(cfg.mask_files)
     kinds = cfg.mask_kinds + (("file",) if pool and "file" not in cfg.mask_kinds else ())
     data = RasterSamples(
@@ -276,6 +303,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
         mask_pool=pool,
         degrade=DegradeConfig(factor=cfg.factor),
         seed=cfg.seed,
+        bandwise=cfg.bandwise,
     )
     trainer = Trainer(cfg, data, device, world)
     if cfg.resume:
