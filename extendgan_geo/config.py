@@ -11,7 +11,7 @@ from typing import Literal, get_args
 from extendgan_geo.errors import ConfigError
 
 BlendKind = Literal["cosine", "linear", "none"]
-MethodKind = Literal["match", "gan"]
+MethodKind = Literal["match", "gan", "reference", "fillnodata"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 PrecisionKind = Literal["fp32", "bf16"]
 # Resampling kernels that make sense for bringing a coarse reference onto a fine grid. "nearest" is allowed
@@ -85,7 +85,9 @@ class FillConfig:
         mask_buffer: grow the gap by this many HR pixels (seams and fuzzy cloud edges).
         resampling: kernel that warps the reference onto the HR grid.
         coregister: estimate and remove a global sub-pixel shift of the reference.
-        method: "match" (per-window radiometric matching) or "gan" (the Extend-GAN generator).
+        method: "match" (per-window radiometric matching), "gan" (the Extend-GAN generator), or the floor
+            baselines "reference" (the warped reference as it is) and "fillnodata" (GDAL inverse-distance fill,
+            no reference).
         model: path of a checkpoint for method "gan" (None = the bundled model).
         device: torch device for learned fillers.
         precision: arithmetic of learned fillers ("bf16" autocast is faster on CPUs with bf16 and on GPUs).

@@ -65,6 +65,18 @@ def simulate_reference(
     Returns:
         (C, H, W) float32 reference on the HR grid, and the factor used.
     """
+    coarse, factor = simulate_coarse(hr, band_range, rng, cfg)
+    h, w = hr.shape[1:]
+    return upsample_bilinear(coarse, h / coarse.shape[1], (h, w)).astype(np.float32), factor
+
+
+def simulate_coarse(
+    hr: np.ndarray, band_range: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig
+) -> tuple[np.ndarray, float]:
+    """The coarse-grid half of `simulate_reference`: (C, h, w) float32 reference cells and the factor drawn.
+
+    The cells are round(H / factor) x round(W / factor); the exact factor of the grid is H / h.
+    """
     c, h, w = hr.shape
     factor = float(np.exp(rng.uniform(np.log(cfg.factor[0]), np.log(cfg.factor[1]))))
     sigma = cfg.blur * factor
@@ -89,4 +101,4 @@ def simulate_reference(
     ramp = (xx * np.cos(angle) + yy * np.sin(angle))[None]
     coarse = coarse + rng.uniform(0, cfg.haze) * band_range[:, None, None] * ramp
     coarse = coarse + rng.normal(0, 1, coarse.shape) * cfg.noise * band_range[:, None, None]
-    return upsample_bilinear(coarse, h / ch, (h, w)).astype(np.float32), factor
+    return coarse.astype(np.float32), factor

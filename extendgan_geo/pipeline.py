@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -122,6 +123,14 @@ def make_filler(cfg: FillConfig, bands: int) -> Filler:
         from extendgan_geo.fillers.match import MatchFiller
 
         return MatchFiller(bands, min_known=cfg.match_min_known)
+    if cfg.method == "reference":
+        from extendgan_geo.fillers.baselines import ReferenceFiller
+
+        return ReferenceFiller(bands)
+    if cfg.method == "fillnodata":
+        from extendgan_geo.fillers.baselines import FillnodataFiller
+
+        return FillnodataFiller(bands)
     from extendgan_geo.fillers.gan import load_gan_filler
 
     return load_gan_filler(cfg.model, device=cfg.device, bands=bands, precision=cfg.precision)
@@ -144,6 +153,19 @@ def _check_filler(filler: Filler, cfg: FillConfig, bands: int, ref_bands: int) -
             f"--tile is {cfg.tiles.size} but the {filler.name} model works on {filler.tile} px windows; "
             f"expected --tile {filler.tile}"
         )
+
+
+def _fit_tiles(cfg: FillConfig, inputs: _Inputs) -> FillConfig:
+    """Widen the windows for fillers that need large ones (`min_tile`), up to the scene size."""
+    want = getattr(inputs.filler, "min_tile", None)
+    if not want or cfg.tiles.size >= want:
+        return cfg
+    size = min(want, -(-max(inputs.hr.shape) // 16) * 16)
+    if size <= cfg.tiles.size:
+        return cfg
+    tiles = dataclasses.replace(cfg.tiles, size=size, overlap=min(size // 2, max(cfg.tiles.overlap, size // 8)))
+    logger.info("%s: windows widened to %d px (overlap %d)", inputs.filler.name, tiles.size, tiles.overlap)
+    return dataclasses.replace(cfg, tiles=tiles)
 
 
 def _open_inputs(
@@ -200,7 +222,9 @@ def _sample(inputs: _Inputs, reader: GapReader, size: int = 64, grid: int = 8) -
             data, gap, _ = reader.read(r, c, h, w)
             if data is None:
                 continue
-            hrs.append(data[sel].astype(np.float32))
+            hr = data[sel].astype(np.float32)
+            hr[:, gap] = 0.0  # fillers never see what lies under the gap
+            hrs.append(hr)
             gaps.append(gap[None])
             refs.append(inputs.ref.read(r, c, h, w))
             origins.append((r, c))
@@ -265,6 +289,7 @@ def fill_raster(
     output = os.fspath(output)
     check_output(output, out_cfg, sidecars=(FILL_MASK_SUFFIX,) if out_cfg.write_fill_mask else ())
     inputs = _open_inputs(hr_path, ref_path, mask, cfg, filler, out_cfg.tmpdir)
+    cfg = _fit_tiles(cfg, inputs)
     try:
         # GDAL_CACHEMAX is left to the process (the CLI sets it): set through rasterio.Env it slows GDAL's COG
         # driver by ~1.5x (measured, docs/benchmarks.md).
@@ -399,6 +424,7 @@ def plan_fill(
     output = os.fspath(output)
     check_output(output, out_cfg)
     inputs = _open_inputs(hr_path, ref_path, mask, cfg, filler, out_cfg.tmpdir)
+    cfg = _fit_tiles(cfg, inputs)
     try:
         reader = GapReader(inputs.hr, inputs.sources, buffer=cfg.mask_buffer)
         scan = reader.scan()

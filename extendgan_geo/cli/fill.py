@@ -88,7 +88,10 @@ _file = click.Path(exists=True, dir_okay=False)
     type=click.Choice(get_args(MethodKind)),
     default=FillConfig.method,
     show_default=True,
-    help="match: reference matched to HR radiometry; gan: the Extend-GAN generator.",
+    help=(
+        "match: reference matched to HR radiometry; gan: the Extend-GAN generator; reference, fillnodata: "
+        "floor baselines (the warped reference as it is; GDAL inverse-distance fill, no reference)."
+    ),
 )
 @click.option("--model", type=_file, help="Extend-GAN checkpoint for --method gan [bundled model].")
 @click.option(

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from extendgan_geo import __version__
+from extendgan_geo.cli.evaluate import evaluate
 from extendgan_geo.cli.fill import fill
 from extendgan_geo.cli.train import train
 
@@ -41,6 +42,7 @@ def cli(**_: Any) -> None:
 
 cli.add_command(fill)
 cli.add_command(train)
+cli.add_command(evaluate)
 
 
 if __name__ == "__main__":  # `python -m extendgan_geo.cli.main ...`, e.g. under torchrun

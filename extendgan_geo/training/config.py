@@ -101,7 +101,9 @@ class TrainConfig:
         if self.larn_stats not in ("paper", "code"):
             raise ConfigError(f"larn_stats must be 'paper' or 'code', got {self.larn_stats!r}")
         if self.bandwise < 0 or not 0.0 <= self.known_weight <= 1.0:
-            raise ConfigError(f"bandwise must be >= 0 and known_weight in [0, 1], got {self.bandwise}, {self.known_weight}")
+            raise ConfigError(
+                f"bandwise must be >= 0 and known_weight in [0, 1], got {self.bandwise} and {self.known_weight}"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

@@ -119,9 +119,8 @@ class RasterSamples:
                 np.concatenate([self._sample_pixels(s) for s in self.sources], axis=1).astype(np.float64)
             )
             self.band_range = np.asarray(self.scaling.high) - np.asarray(self.scaling.low)
-        for split in ("train", "val"):
-            if split == "train" and not self.count(split):
-                raise InputError("no training blocks: every raster is in the validation split; expected some for training")
+        if not self.count("train"):
+            raise InputError("no training blocks: every raster is in the validation split; expected some for training")
 
     def _open(self, spec: SourceSpec, val_fraction: float) -> _Source:
         indexes = spec.indexes
@@ -194,9 +193,7 @@ class RasterSamples:
             hr, ref = (hr - mean[0]) / std[0], (ref - mean[0]) / std[0]
         return {"hr": hr.astype(np.float32), "ref": ref.astype(np.float32), "gap": gapf, "factor": np.float32(factor)}
 
-    def _pick(
-        self, split: str, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray] | None:
+    def _pick(self, split: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float, np.ndarray] | None:
         """A valid crop: (HR, reference, factor or NaN for a real pair, band ranges), or None to draw again."""
         weights = np.array([len(s.blocks[split]) for s in self.sources], dtype=np.float64)
         source = self.sources[int(rng.choice(len(self.sources), p=weights / weights.sum()))]
