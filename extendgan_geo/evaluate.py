@@ -118,7 +118,7 @@ class EvalResult:
 
 
 def _crop_origins(hr: HrRaster, size: int, n: int, seed: int) -> list[tuple[int, int]]:
-    """n crop positions with >= 99 % valid truth, spread over the raster (seeded)."""
+    """N crop positions with >= 99 % valid truth, spread over the raster (seeded)."""
     height, width = hr.shape
     if height < size or width < size:
         raise InputError(

@@ -57,7 +57,7 @@ def _ranges(data_range: float | np.ndarray, bands: int) -> np.ndarray:
 
 def psnr(
     truth: np.ndarray, pred: np.ndarray, data_range: float | np.ndarray, region: np.ndarray | None = None
-) -> np.ndarray:  # noqa: E501
+) -> np.ndarray:
     """(C,) PSNR in dB per band over `region` (inf where the band is exact)."""
     t, p = _f64(truth), _f64(pred)
     m = _region(t.shape, region)
@@ -122,7 +122,7 @@ def cc(truth: np.ndarray, pred: np.ndarray, region: np.ndarray | None = None) ->
 
 def uqi(
     truth: np.ndarray, pred: np.ndarray, region: np.ndarray | None = None, *, window: int = UQI_WINDOW
-) -> np.ndarray:  # noqa: E501
+) -> np.ndarray:
     """(C,) Wang-Bovik universal quality index per band: mean over the 8 x 8 windows centred in `region`.
 
     Q = [2 cov / (var_x + var_y)] [2 mu_x mu_y / (mu_x^2 + mu_y^2)] per window, population statistics; a factor
@@ -188,7 +188,7 @@ def ergas(truth: np.ndarray, pred: np.ndarray, scale: float, region: np.ndarray 
 
 def mae(
     truth: np.ndarray, pred: np.ndarray, data_range: float | np.ndarray, region: np.ndarray | None = None
-) -> np.ndarray:  # noqa: E501
+) -> np.ndarray:
     """(C,) mean absolute error over `region`, as a share of each band's data range."""
     t, p = _f64(truth), _f64(pred)
     m = _region(t.shape, region)

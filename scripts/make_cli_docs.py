@@ -19,7 +19,12 @@ def main() -> None:
     """Write docs/cli.md."""
     runner = CliRunner()
     parts = [HEAD]
-    for args, title in (([], "egan-fill"), (["fill"], "egan-fill fill"), (["train"], "egan-fill train")):
+    for args, title in (
+        ([], "egan-fill"),
+        (["fill"], "egan-fill fill"),
+        (["train"], "egan-fill train"),
+        (["evaluate"], "egan-fill evaluate"),
+    ):
         text = runner.invoke(cli, [*args, "--help"], prog_name="egan-fill", terminal_width=110).output
         parts.append(f"## `{title}`\n\n```text\n{text.rstrip()}\n```\n")
     path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "cli.md"

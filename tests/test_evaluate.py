@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from PIL import Image
 
-from extendgan_geo.evaluate import TABLE_METRICS, EvalConfig, evaluate
 from extendgan_geo.errors import ConfigError
+from extendgan_geo.evaluate import TABLE_METRICS, EvalConfig, evaluate
 from extendgan_geo.figures import PANEL
 
 from .test_cli import fill_codes, read, run
