@@ -11,7 +11,7 @@ from typing import Literal, get_args
 from extendgan_geo.errors import ConfigError
 
 BlendKind = Literal["cosine", "linear", "none"]
-MethodKind = Literal["match", "gan", "reference", "fillnodata"]
+MethodKind = Literal["auto", "gan", "match", "reference", "fillnodata"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 PrecisionKind = Literal["fp32", "bf16"]
 # Resampling kernels that make sense for bringing a coarse reference onto a fine grid. "nearest" is allowed
@@ -85,7 +85,8 @@ class FillConfig:
         mask_buffer: grow the gap by this many HR pixels (seams and fuzzy cloud edges).
         resampling: kernel that warps the reference onto the HR grid.
         coregister: estimate and remove a global sub-pixel shift of the reference.
-        method: "match" (per-window radiometric matching), "gan" (the Extend-GAN generator), or the floor
+        method: "auto" (the bundled or `model` generator when it fits the bands, else "match"), "match"
+            (per-window radiometric matching), "gan" (the Extend-GAN generator), or the floor
             baselines "reference" (the warped reference as it is) and "fillnodata" (GDAL inverse-distance fill,
             no reference).
         model: path of a checkpoint for method "gan" (None = the bundled model).
@@ -103,7 +104,7 @@ class FillConfig:
     mask_buffer: int = 0
     resampling: ResamplingKind = "bilinear"
     coregister: bool = False
-    method: MethodKind = "match"
+    method: MethodKind = "auto"
     model: str | None = None
     device: DeviceKind = "auto"
     precision: PrecisionKind = "fp32"

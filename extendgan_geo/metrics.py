@@ -279,7 +279,9 @@ def score(
             "mae": mae(t, p, rng, region),
         }
         if reference is not None:
-            bands["ssim_d"] = bands["ssim"] - ssim(_f64(reference), p, rng, region)
+            # Pixels without reference take the output's value there (they add no difference).
+            ref = np.where(np.isfinite(reference), _f64(reference), p)
+            bands["ssim_d"] = bands["ssim"] - ssim(ref, p, rng, region)
         else:
             bands["ssim_d"] = np.full(t.shape[0], np.nan)
         row: dict[str, Any] = {k: float(np.mean(v)) for k, v in bands.items()}

@@ -119,15 +119,21 @@ def make_filler(cfg: FillConfig, bands: int) -> Filler:
     Raises:
         ConfigError: the method cannot be built.
     """
-    if cfg.method == "match":
+    method = cfg.method
+    if method == "auto":
+        from extendgan_geo.fillers.gan import model_fits
+
+        method = "gan" if model_fits(cfg.model, bands) else "match"
+        logger.info("method auto: %s", method)
+    if method == "match":
         from extendgan_geo.fillers.match import MatchFiller
 
         return MatchFiller(bands, min_known=cfg.match_min_known)
-    if cfg.method == "reference":
+    if method == "reference":
         from extendgan_geo.fillers.baselines import ReferenceFiller
 
         return ReferenceFiller(bands)
-    if cfg.method == "fillnodata":
+    if method == "fillnodata":
         from extendgan_geo.fillers.baselines import FillnodataFiller
 
         return FillnodataFiller(bands)

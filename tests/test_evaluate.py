@@ -34,7 +34,7 @@ def test_evaluate_writes_tables_and_pictures(truth, tmp_path):
     out = tmp_path / "eval"
     result = run(
         "evaluate", truth, "--factor", "2,6", "--layouts", "right-half,cloud", "--crop", "128",
-        "--methods", "match,reference,fillnodata", "--tile", "64", "-o", out,
+        "--methods", "match,reference,fillnodata", "--tile", "64", "--cases", "1", "-o", out,
     )  # fmt: skip
     assert "Gap only" in result.stdout
     names = sorted(p.name for p in out.iterdir())

@@ -89,7 +89,8 @@ _file = click.Path(exists=True, dir_okay=False)
     default=FillConfig.method,
     show_default=True,
     help=(
-        "match: reference matched to HR radiometry; gan: the Extend-GAN generator; reference, fillnodata: "
+        "auto: gan when the bundled (or --model) generator fits the bands, else match; match: reference matched "
+        "to HR radiometry; gan: the Extend-GAN generator; reference, fillnodata: "
         "floor baselines (the warped reference as it is; GDAL inverse-distance fill, no reference)."
     ),
 )

@@ -34,6 +34,21 @@ def bundled_model() -> str | None:
     return str(path) if path.is_file() else None
 
 
+def model_fits(model: str | None, bands: int) -> bool:
+    """Whether `model` (or the bundled one when None) can fill `bands` bands; False when there is none.
+
+    Raises:
+        CheckpointError: `model` is given but unreadable.
+    """
+    from extendgan_geo.model.checkpoint import read_metadata
+
+    path = model or bundled_model()
+    if path is None:
+        return False
+    gen = read_metadata(path)["generator"]
+    return bool(gen.get("bandwise")) or int(gen["bands"]) == bands
+
+
 def pick_device(device: str) -> str:
     """Resolve "auto" to "cuda" when available, else "cpu".
 

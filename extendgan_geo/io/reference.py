@@ -202,12 +202,14 @@ class RefGrid:
         ry, cx = ry - r0, cx - c0
         if self.nearest:
             return coarse[:, np.where(wy >= 0.5, ry, ry + 1)][:, :, np.where(wx >= 0.5, cx, cx + 1)]
-        # Separable linear interpolation; NaN (no data) in any contributing cell gives NaN.
-        a = coarse[:, ry] * wy[None, :, None].astype(np.float32)
-        a += coarse[:, ry + 1] * (1 - wy)[None, :, None].astype(np.float32)
-        out = a[:, :, cx] * wx[None, None, :].astype(np.float32)
-        out += a[:, :, cx + 1] * (1 - wx)[None, None, :].astype(np.float32)
-        return out
+        # Separable linear interpolation over the cells with data, renormalised by their weights: next to a
+        # cell without data (the reference's edge or nodata) the pixel takes its valid neighbours, so the
+        # reference reaches the last HR pixel it covers; NaN only where no contributing cell has data.
+        ok = np.isfinite(coarse)
+        num = _interp(np.where(ok, coarse, 0.0).astype(np.float32), ry, wy, cx, wx)
+        den = _interp(ok.astype(np.float32), ry, wy, cx, wx)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 1e-6, num / den, np.float32(np.nan)).astype(np.float32)
 
     def close(self) -> None:
         """Close the reference view and delete the intermediate file."""
@@ -215,6 +217,15 @@ class RefGrid:
         if self.tmp:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.tmp)
+
+
+def _interp(coarse: np.ndarray, ry: np.ndarray, wy: np.ndarray, cx: np.ndarray, wx: np.ndarray) -> np.ndarray:
+    """Separable linear interpolation of (bands, rows, cols) cells at rows ry (+1) and cols cx (+1)."""
+    a = coarse[:, ry] * wy[None, :, None].astype(np.float32)
+    a += coarse[:, ry + 1] * (1 - wy)[None, :, None].astype(np.float32)
+    out = a[:, :, cx] * wx[None, None, :].astype(np.float32)
+    out += a[:, :, cx + 1] * (1 - wx)[None, None, :].astype(np.float32)
+    return out
 
 
 def _factor(ref: DatasetReader, hr: DatasetReader) -> int:

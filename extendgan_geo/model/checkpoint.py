@@ -63,12 +63,26 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         CheckpointError: missing file, not safetensors, no or wrong metadata.
     """
     path = os.fspath(path)
+    meta = read_metadata(path)
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"model {path!r} is not a safetensors file ({exc}); expected a checkpoint") from exc
+    return tensors, meta
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint, without loading its tensors.
+
+    Raises:
+        CheckpointError: missing file, not safetensors, no or wrong metadata.
+    """
+    from safetensors import safe_open
+
+    path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"model {path!r} does not exist; expected an extendgan-geo .safetensors checkpoint")
     try:
-        tensors = load_file(path)
-        from safetensors import safe_open
-
         with safe_open(path, framework="pt") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
@@ -81,7 +95,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         ) from exc
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"model {path!r} has format {meta.get('format')!r}; expected {FORMAT!r}")
-    return tensors, meta
+    return dict(meta)
 
 
 def load_generator(path: str | os.PathLike[str]) -> tuple[Generator, dict[str, Any]]:
