@@ -63,6 +63,10 @@ class OutputConfig:
         overwrite: replace an existing output file.
         write_fill_mask: write the `<out>.fillmask.tif` sidecar (0 kept, 1 filled, 2 gap left unfilled).
         tmpdir: folder for intermediate files; None = the output's folder.
+        uncertainty: path of a float32 raster, aligned with the output, giving for each filled pixel how much the
+            method's prediction is to be doubted (file units; 0 outside the gap, NaN where unfilled); None = none.
+            `gan`: the spread (RMS over bands of the standard deviation) of the predictions for the four flips of
+            each window, whose mean is then the output; `match`: the RMS residual of each window's fit.
     """
 
     cog: bool = True
@@ -70,6 +74,7 @@ class OutputConfig:
     overwrite: bool = False
     write_fill_mask: bool = True
     tmpdir: str | None = None
+    uncertainty: str | None = None
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,9 @@ class Engine:
         self.hr, self.ref, self.reader, self.filler, self.cfg = hr, ref, reader, filler, cfg
         height, width = hr.shape
         self.grid = WindowGrid.for_scene(height, width, cfg.tiles.size, cfg.tiles.stride)
-        self.acc = UnitAccumulator(len(hr.indexes), (height, width), unit)
+        # Fillers asked for a spread return it as one extra channel, blended like the values.
+        self.spread = bool(getattr(filler, "spread", False))
+        self.acc = UnitAccumulator(len(hr.indexes) + self.spread, (height, width), unit)
         self.counts = Counts(windows_total=self.grid.count)
         self.alpha_max = 0.0
         self._weight_cache: dict[tuple[int | bool, ...], np.ndarray] = {}
@@ -127,12 +129,14 @@ class Engine:
                     self.acc.add(pred[j, :, :h, :w], self._weights((h, w), (r, c), scene), (r, c))
             self.counts.windows_computed += len(chunk)
 
-    def composite(self, key: tuple[int, int]) -> tuple[Window, np.ndarray, np.ndarray, np.ndarray | None]:
+    def composite(
+        self, key: tuple[int, int]
+    ) -> tuple[Window, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Blend a finished unit into the HR pixels under it.
 
         Returns:
-            The unit's window, output pixels (count, rows, cols), fill codes (rows, cols) uint8, and the
-            output mask (rows, cols) uint8 or None.
+            The unit's window, output pixels (count, rows, cols), fill codes (rows, cols) uint8, the
+            output mask (rows, cols) uint8 or None, and the spread (rows, cols) float32 or None.
         """
         r, c, h, w = self.acc.bounds(key)
         values, covered = self.acc.take(key)
@@ -153,10 +157,19 @@ class Engine:
         self.counts.filled_pixels += n_filled
         self.counts.unfilled_pixels += n_gap - n_filled
         out_mask = None if mask is None else np.where(filled, np.uint8(255), mask)
-        return Window(c, r, w, h), out, codes, out_mask
+        spread = None
+        if self.spread:
+            spread = np.where(filled, values[-1], np.where(gap, np.float32(np.nan), np.float32(0.0)))
+            spread = spread.astype(np.float32)
+        return Window(c, r, w, h), out, codes, out_mask, spread
 
     def run(
-        self, scan: GapScan, dst: DatasetWriter | None, codes_dst: DatasetWriter | None, progress: Progress | None
+        self,
+        scan: GapScan,
+        dst: DatasetWriter | None,
+        codes_dst: DatasetWriter | None,
+        progress: Progress | None,
+        spread_dst: DatasetWriter | None = None,
     ) -> Counts:
         """Compute every window that touches the gap and write the finished units into `dst` (r+ copy of HR).
 
@@ -165,6 +178,7 @@ class Engine:
             dst: the output opened for update, or None to compute without writing (dry runs and tests).
             codes_dst: the fill-mask sidecar, or None.
             progress: called with (windows advanced, windows in the grid) after each window row.
+            spread_dst: the uncertainty raster (float32, one band), or None.
         """
         seconds = self.counts.seconds
         self.counts.gap_pixels = scan.gap_pixels
@@ -174,7 +188,7 @@ class Engine:
                 self.compute(r, cols)
             for key in self.acc.finished(self.grid.rows_done_after(i)):
                 with timed(seconds, "composite"):
-                    window, out, codes, out_mask = self.composite(key)
+                    window, out, codes, out_mask, spread = self.composite(key)
                 if dst is None:
                     continue
                 with timed(seconds, "write"):
@@ -183,6 +197,8 @@ class Engine:
                         dst.write_mask(out_mask, window=window)
                     if codes_dst is not None:
                         codes_dst.write(codes[None], window=window)
+                    if spread_dst is not None and spread is not None:
+                        spread_dst.write(spread[None], window=window)
                 self.counts.units_written += 1
             if progress:
                 progress(len(self.grid.cols), self.grid.count)

@@ -141,7 +141,9 @@ def _crop_origins(hr: HrRaster, size: int, n: int, seed: int) -> list[tuple[int,
         if len(picked) == n:
             break
     if not picked:
-        raise InputError(f"no {size} px crop of the truth raster is at least 99 % valid; expected a gap-free truth")
+        raise InputError(
+            f"no {size} px crop of the truth raster is at least 99 % valid; expected a gap-free truth: pass a smaller --crop or another raster"
+        )
     return picked
 
 

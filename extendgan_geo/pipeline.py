@@ -294,9 +294,17 @@ def fill_raster(
     cfg, out_cfg = cfg or FillConfig(), out_cfg or OutputConfig()
     output = os.fspath(output)
     check_output(output, out_cfg, sidecars=(FILL_MASK_SUFFIX,) if out_cfg.write_fill_mask else ())
+    if out_cfg.uncertainty:
+        check_output(os.fspath(out_cfg.uncertainty), out_cfg)
     inputs = _open_inputs(hr_path, ref_path, mask, cfg, filler, out_cfg.tmpdir)
     cfg = _fit_tiles(cfg, inputs)
     try:
+        if out_cfg.uncertainty:
+            if not getattr(inputs.filler, "supports_spread", False):
+                raise ConfigError(
+                    f"--uncertainty is not available for method {inputs.filler.name!r}; expected --method gan or match"
+                )
+            inputs.filler.spread = True  # type: ignore[attr-defined]
         # GDAL_CACHEMAX is left to the process (the CLI sets it): set through rasterio.Env it slows GDAL's COG
         # driver by ~1.5x (measured, docs/benchmarks.md).
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True):
@@ -321,20 +329,30 @@ def _run(inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, p
     tmp = temp_path(output, out_cfg.tmpdir, ".tif")
     mask_out = output + FILL_MASK_SUFFIX
     tmp_mask = temp_path(mask_out, out_cfg.tmpdir, ".tif")
-    with removing_on_error(tmp, tmp_mask):
+    spread_out = os.fspath(out_cfg.uncertainty) if out_cfg.uncertainty else None
+    tmp_spread = temp_path(spread_out, out_cfg.tmpdir, ".tif") if spread_out else None
+    with removing_on_error(tmp, tmp_mask, *([tmp_spread] if tmp_spread else [])):
         with timed(seconds, "copy"):
             make_base(hr.src, tmp, profile, byte_copy=copies_bytes(hr.src, out_cfg), cog=out_cfg.cog)
-        with rasterio.open(tmp, "r+") as dst, _open_codes(tmp_mask, hr, output) as codes_dst:
+        with (
+            rasterio.open(tmp, "r+") as dst,
+            _open_codes(tmp_mask, hr, output) as codes_dst,
+            _open_spread(tmp_spread, hr, output, inputs.filler.name) as spread_dst,
+        ):
             engine = Engine(hr, inputs.ref, reader, inputs.filler, cfg, _unit(dst))
             engine.counts.seconds.update(seconds)
             if hr.nodata is not None and dst.nodata != hr.nodata:
                 dst.nodata = hr.nodata
-            counts = engine.run(scan, dst, codes_dst, progress)
-            dst.update_tags(**_provenance(inputs, cfg), **_count_tags(counts, mask_out, out_cfg))
+            counts = engine.run(scan, dst, codes_dst, progress, spread_dst)
+            tags = {**_provenance(inputs, cfg), **_count_tags(counts, mask_out, out_cfg)}
+            tags["EGAN_UNCERTAINTY"] = os.path.basename(spread_out) if spread_out else "none"
+            dst.update_tags(**tags)
         with timed(counts.seconds, "finalize"):
             finalize(tmp, output, profile, cog=out_cfg.cog, tmpdir=out_cfg.tmpdir)
             if out_cfg.write_fill_mask:
                 os.replace(tmp_mask, mask_out)
+            if tmp_spread and spread_out:
+                os.replace(tmp_spread, spread_out)
     result = _result(inputs, counts, output)
     result.fill_mask = mask_out if out_cfg.write_fill_mask else None
     return result
@@ -381,6 +399,33 @@ def _open_codes(path: str, hr: HrRaster, output: str) -> Any:
     dst = rasterio.open(path, "w", **profile)
     dst.set_band_description(1, "0 kept, 1 filled, 2 gap left unfilled")
     dst.update_tags(EGAN_FILL_MASK="0=kept,1=filled,2=unfilled", EGAN_OUTPUT=os.path.basename(output))
+    return dst
+
+
+def _open_spread(path: str | None, hr: HrRaster, output: str, method: str) -> Any:
+    """The uncertainty raster: sparse tiled float32 (unwritten blocks, outside the gap, read as 0)."""
+    if path is None:
+        return contextlib.nullcontext(None)
+    src = hr.src
+    profile = {
+        "driver": "GTiff",
+        "width": src.width,
+        "height": src.height,
+        "count": 1,
+        "dtype": "float32",
+        "crs": src.crs,
+        "transform": src.transform,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "predictor": 3,
+        "sparse_ok": True,
+    }
+    dst = rasterio.open(path, "w", **profile)
+    how = "spread over 4 flips" if method == "gan" else "RMS residual of the window fit"
+    dst.set_band_description(1, f"uncertainty of filled pixels, file units ({how}); 0 kept, NaN unfilled")
+    dst.update_tags(EGAN_UNCERTAINTY=how, EGAN_OUTPUT=os.path.basename(output))
     return dst
 
 

@@ -149,6 +149,12 @@ _file = click.Path(exists=True, dir_okay=False)
     show_default=True,
     help="Write OUT.fillmask.tif (0 kept, 1 filled, 2 left unfilled).",
 )
+@click.option(
+    "--uncertainty",
+    type=click.Path(dir_okay=False),
+    help="Also write a float32 raster of how much each filled pixel is to be doubted (gan: spread over 4 flips, "
+    "whose mean becomes the output; match: window-fit residual).",
+)
 @click.option("--tmpdir", type=click.Path(file_okay=False, exists=True), help="Folder for intermediate files [OUT's].")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--dry-run", is_flag=True, help="Print grids, overlap, gap and windows to compute; write nothing.")
@@ -172,6 +178,7 @@ def fill(hr_path: str, ref_path: str, mask: str | None, output: str, **opts: Any
             overwrite=opts["overwrite"],
             write_fill_mask=opts["fill_mask"],
             tmpdir=opts["tmpdir"],
+            uncertainty=opts["uncertainty"],
         )
         if opts["dry_run"]:
             plan = plan_fill(hr_path, ref_path, output, cfg, out_cfg, mask=mask)

@@ -76,6 +76,7 @@ class GanFiller:
     """
 
     name = "gan"
+    supports_spread = True
 
     def __init__(
         self,
@@ -117,6 +118,9 @@ class GanFiller:
                 self.scaling if self.ref_input == "matched" else BandScaling.from_dict(meta["scaling"]["ref"])
             )
         self.matcher = MatchFiller(self.bands) if self.ref_input == "matched" else None
+        # --uncertainty: predict the four flips of each window; output their mean plus one channel, the RMS over
+        # bands of their standard deviation (file units).
+        self.spread = False
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide radiometric match of the reference and the scene's band ranges."""
@@ -153,15 +157,27 @@ class GanFiller:
         # On CPUs one window per call is faster than a batch (0.58 vs 1.0 s per window for the paper network,
         # docs/benchmarks.md); GPUs take the whole batch.
         step = 1 if self.device == "cpu" else len(batch)
-        outs = []
+        flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)] if self.spread else [()]
+        variants = []
         with (
             torch.inference_mode(),
             torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=bf16),
         ):
-            for i in range(0, len(batch), step):
-                outs.append(self.generator(*(t[i : i + step] for t in tensors)).float().cpu())
-        pred = from_model(torch.cat(outs).numpy())
-        return np.where(ref_ok, pred, np.float32(np.nan)).astype(np.float32)
+            for dims in flips:
+                outs = []
+                for i in range(0, len(batch), step):
+                    args = [t[i : i + step] for t in tensors]
+                    if dims:
+                        args = [a.flip(dims) for a in args]
+                    y = self.generator(*args).float()
+                    outs.append((y.flip(dims) if dims else y).cpu())
+                variants.append(from_model(torch.cat(outs).numpy()))
+        stack = np.stack(variants)
+        pred = np.where(ref_ok, stack.mean(axis=0), np.float32(np.nan)).astype(np.float32)
+        if not self.spread:
+            return pred
+        spread = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
+        return np.concatenate([pred, np.where(ref_ok, spread, np.float32(np.nan))], axis=1).astype(np.float32)
 
 
 def _known_range(batch: TileBatch) -> np.ndarray:

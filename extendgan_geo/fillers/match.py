@@ -56,6 +56,7 @@ class MatchFiller:
     name = "match"
     tile: int | None = None
     model_hash = ""
+    supports_spread = True
 
     def __init__(self, bands: int, *, min_known: float = 0.05) -> None:
         self.bands: int | None = bands
@@ -64,6 +65,8 @@ class MatchFiller:
         self.scene_gain = np.ones(bands)
         self.scene_bias = np.zeros(bands)
         self.scene_pixels = 0
+        self.scene_residual = 0.0
+        self.spread = False  # set by the pipeline for --uncertainty: one extra channel, the fit's RMS residual
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide gain and bias on a sparse sample of known pixels."""
@@ -71,6 +74,9 @@ class MatchFiller:
         hr = np.moveaxis(sample.hr, 1, 0)
         ref = np.moveaxis(sample.ref, 1, 0)
         self.scene_gain, self.scene_bias, self.scene_pixels = fit_gain_bias(hr, ref, known)
+        if self.scene_pixels:
+            fit = self.scene_gain[:, None] * ref[:, known] + self.scene_bias[:, None]
+            self.scene_residual = float(np.sqrt(np.mean((hr[:, known] - fit) ** 2)))
         logger.info(
             "match: scene fit on %d sample pixels: gain %s, bias %s",
             self.scene_pixels,
@@ -84,7 +90,8 @@ class MatchFiller:
         Returns:
             (N, C, T, T) float32; NaN where the reference has no data.
         """
-        out = np.empty(batch.hr.shape, dtype=np.float32)
+        count, c, th, tw = batch.hr.shape
+        out = np.empty((count, c + self.spread, th, tw), dtype=np.float32)
         full = self.min_known * batch.gap.shape[-1] * batch.gap.shape[-2]
         for i in range(len(batch)):
             ref, hr = batch.ref[i], batch.hr[i]
@@ -94,5 +101,9 @@ class MatchFiller:
             w = min(1.0, n / full) if self.scene_pixels else 1.0
             gain = w * gain + (1 - w) * self.scene_gain
             bias = w * bias + (1 - w) * self.scene_bias
-            out[i] = gain[:, None, None] * ref + bias[:, None, None]
+            out[i, :c] = gain[:, None, None] * ref + bias[:, None, None]
+            if self.spread:
+                # RMS residual over the window's known pixels (blended with the scene's as the fit is).
+                res = float(np.sqrt(np.mean((hr[:, known] - out[i, :c][:, known]) ** 2))) if n else 0.0
+                out[i, c] = w * res + (1 - w) * self.scene_residual
         return out

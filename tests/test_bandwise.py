@@ -1,0 +1,154 @@
+"""The band-agnostic default model: bandwise generator, per-window scaling, training, method auto, uncertainty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from extendgan_geo.config import FillConfig, OutputConfig
+from extendgan_geo.errors import ConfigError
+from extendgan_geo.model.generator import Generator, GeneratorConfig
+from extendgan_geo.pipeline import fill_raster
+from extendgan_geo.scaling import WindowScaling
+from extendgan_geo.training.data import RasterSamples, SourceSpec
+from extendgan_geo.training.loop import train
+
+from .test_training import tiny
+
+
+@pytest.fixture
+def train_raster(make_raster):
+    return str(make_raster("train.tif", height=192, width=192, kind="none", gap=np.zeros((192, 192), bool), bands=3))
+
+
+@pytest.fixture
+def bandwise_model(train_raster, tmp_path):
+    return train(tiny(tmp_path, train_raster, epochs=1, bandwise=4, residual=True, known_weight=0.1)).best
+
+
+BW = GeneratorConfig(bands=1, ref_bands=1, width=4, bandwise=True, residual=True)
+
+
+@pytest.mark.parametrize("bands", [1, 3, 4, 6])
+def test_bandwise_generator_takes_any_band_count(bands):
+    g = Generator(BW).eval()
+    x = torch.randn(2, bands, 40, 36)
+    gap = torch.zeros(2, 1, 40, 36)
+    assert g(x, x, gap).shape == (2, bands, 40, 36)
+
+
+def test_bandwise_generator_shares_weights_across_bands():
+    """Swapping two bands swaps their outputs: one set of weights, symmetric cross-band context."""
+    torch.manual_seed(0)
+    g = Generator(BW).eval()
+    hr, ref = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+    gap = torch.zeros(1, 1, 32, 32)
+    gap[..., 8:24, 8:24] = 1
+    out = g(hr, ref, gap)
+    perm = [2, 0, 1]
+    torch.testing.assert_close(g(hr[:, perm], ref[:, perm], gap), out[:, perm], rtol=1e-5, atol=1e-6)
+
+
+def test_bandwise_config_is_validated():
+    with pytest.raises(ValueError, match="bandwise"):
+        GeneratorConfig(bands=3, ref_bands=3, bandwise=True)
+
+
+def test_window_scaling_floor_and_missing_reference():
+    ws = WindowScaling(floor=0.05)
+    ref = np.full((2, 3, 8, 8), 100.0, np.float32)
+    ref[1, :, :4] = np.nan
+    ref[1, 0] = np.nan
+    mean, std = ws.stats(ref, np.array([10.0, 20.0, 40.0]))
+    np.testing.assert_allclose(mean[0, :, 0, 0], 100.0)
+    np.testing.assert_allclose(std[0, :, 0, 0], [0.5, 1.0, 2.0])  # flat window: the floor
+    assert mean[1, 0, 0, 0] == 0.0 and std[1, 0, 0, 0] == pytest.approx(0.5)  # no reference at all
+
+
+def test_bandwise_samples_mix_band_counts(make_raster, train_raster):
+    one = str(make_raster("one.tif", height=128, width=128, kind="none", gap=np.zeros((128, 128), bool), bands=1))
+    data = RasterSamples([SourceSpec(train_raster), SourceSpec(one)], crop=64, block=64, bandwise=4, seed=0)
+    shapes = {data.sample("train", 0, i)["hr"].shape for i in range(6)}
+    assert shapes == {(4, 64, 64)}
+    s = data.sample("train", 0, 0)
+    # Standardised per window by the matched reference: about zero mean, unit spread.
+    assert abs(float(s["ref"].mean())) < 0.05 and 0.5 < float(s["ref"].std()) < 1.5
+    data.close()
+
+
+def test_split_by_file(make_raster, train_raster):
+    held = str(make_raster("held.tif", height=128, width=128, kind="none", gap=np.zeros((128, 128), bool), bands=3))
+    data = RasterSamples(
+        [SourceSpec(train_raster, split="train"), SourceSpec(held, split="val")], crop=64, block=64, bandwise=3
+    )
+    assert not data.sources[0].blocks["val"] and not data.sources[1].blocks["train"]
+    assert data.count("val") == 4
+    data.close()
+
+
+@pytest.mark.parametrize("bands", [1, 3, 4])
+def test_one_bandwise_checkpoint_fills_any_band_count(bandwise_model, make_raster, make_reference, tmp_path, bands):
+    hr, ref = make_raster(bands=bands), make_reference(bands=bands)
+    out = tmp_path / f"b{bands}.tif"
+    res = fill_raster(
+        hr, ref, out, FillConfig(method="gan", model=bandwise_model, ref_indexes=tuple(range(2, bands + 2)))
+    )
+    assert res.method == "gan" and res.filled_pixels == res.gap_pixels > 0
+    with rasterio.open(out) as o, rasterio.open(hr) as src:
+        gap = (src.read() == 0).any(axis=0)
+        np.testing.assert_array_equal(o.read()[:, ~gap], src.read()[:, ~gap])
+
+
+def test_method_auto_uses_a_fitting_model_and_falls_back_to_match(
+    bandwise_model, make_raster, make_reference, tmp_path
+):
+    hr, ref = make_raster(bands=3), make_reference(bands=3)
+    res = fill_raster(hr, ref, tmp_path / "a.tif", FillConfig(model=bandwise_model, ref_indexes=(2, 3, 4)))
+    assert res.method == "gan"
+    from extendgan_geo.fillers import gan
+
+    if gan.bundled_model() is None:
+        res = fill_raster(hr, ref, tmp_path / "b.tif", FillConfig(ref_indexes=(2, 3, 4)))
+        assert res.method == "match"
+
+
+@pytest.mark.parametrize("method", ["match", "gan"])
+def test_uncertainty_raster(bandwise_model, make_raster, make_reference, tmp_path, method):
+    hr, ref = make_raster(bands=3), make_reference(bands=3)
+    out, unc = tmp_path / "o.tif", tmp_path / "u.tif"
+    cfg = FillConfig(method=method, model=bandwise_model if method == "gan" else None, ref_indexes=(2, 3, 4))
+    fill_raster(hr, ref, out, cfg, OutputConfig(uncertainty=str(unc)))
+    with rasterio.open(unc) as u, rasterio.open(hr) as src, rasterio.open(out) as o:
+        assert u.dtypes[0] == "float32" and u.crs == src.crs and u.transform == src.transform
+        spread = u.read(1)
+        gap = (src.read() == 0).any(axis=0)
+        assert np.all(spread[~gap] == 0)
+        assert np.all(np.isfinite(spread[gap])) and spread[gap].max() > 0
+        assert o.tags()["EGAN_UNCERTAINTY"] == "u.tif"
+
+
+def test_uncertainty_refused_for_baselines_and_nothing_written(make_raster, make_reference, tmp_path):
+    hr, ref = make_raster(bands=3), make_reference(bands=3)
+    out, unc = tmp_path / "o.tif", tmp_path / "u.tif"
+    with pytest.raises(ConfigError, match="--uncertainty is not available"):
+        fill_raster(
+            hr, ref, out, FillConfig(method="fillnodata", ref_indexes=(2, 3, 4)), OutputConfig(uncertainty=str(unc))
+        )
+    assert not out.exists() and not unc.exists()
+
+
+def test_reference_reaches_the_edge_of_its_footprint(make_raster, tmp_path):
+    """A coarse reference covering exactly the HR extent still fills the outermost HR pixels."""
+    from affine import Affine
+
+    hr = make_raster(bands=3, height=96, width=96, gap=np.ones((96, 96), bool))
+    with rasterio.open(hr) as src:
+        profile = {"driver": "GTiff", "width": 12, "height": 12, "count": 3, "dtype": "float32",
+                   "crs": src.crs, "transform": src.transform @ Affine.scale(8)}  # fmt: skip
+    ref = tmp_path / "edge_ref.tif"
+    with rasterio.open(ref, "w", **profile) as dst:
+        dst.write(np.random.default_rng(0).uniform(1000, 2000, (3, 12, 12)).astype(np.float32))
+    res = fill_raster(hr, ref, tmp_path / "e.tif", FillConfig(method="reference"))
+    assert res.unfilled_pixels == 0 and res.filled_pixels == 96 * 96
