@@ -95,6 +95,35 @@ def time_training(preset: str, bands: int, repeats: int) -> float:
     return n / statistics.median(times)
 
 
+# The shipped default generator (extendgan_geo/weights/default.json): bandwise, width 8, residual.
+DEFAULT = GeneratorConfig(bands=1, ref_bands=1, width=8, bandwise=True, residual=True)
+
+
+def speed_pair(bands: int, repeats: int) -> dict[str, float]:
+    """Forward time per 256 x 256 tile of the default and the paper generator, interleaved in one run (fp32)."""
+    default = Generator(DEFAULT).eval()
+    paper = Generator(GeneratorConfig(bands=bands, ref_bands=bands, width=32)).eval()
+    x = torch.randn(1, bands, 256, 256)
+    gap = torch.zeros(1, 1, 256, 256)
+    gap[..., 128:] = 1
+    times: dict[str, list[float]] = {"default": [], "paper": []}
+    with torch.inference_mode():
+        for g in (default, paper):
+            g(x, x, gap)
+        for _ in range(repeats):
+            for name, g in (("default", default), ("paper", paper)):
+                t = time.perf_counter()
+                g(x, x, gap)
+                times[name].append(time.perf_counter() - t)
+    out = {f"{k}_ms_median": 1e3 * statistics.median(v) for k, v in times.items()}
+    out.update({f"{k}_ms_min": 1e3 * min(v) for k, v in times.items()})
+    out["ratio_median"] = out["default_ms_median"] / out["paper_ms_median"]
+    out["default_params_M"] = sum(p.numel() for p in default.parameters()) / 1e6
+    out["default_gmacs"] = count_macs(default, x, x, gap) / 1e9
+    out["paper_gmacs"] = count_macs(paper, x, x, gap) / 1e9
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -102,7 +131,22 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--bf16-repeats", type=int, default=1, help="bf16 can be very slow on CPUs without bf16 units")
     parser.add_argument("--skip-bf16", default="", help="comma-separated presets whose bf16 timing is skipped")
+    parser.add_argument("--pair", action="store_true", help="only the default-vs-paper forward timing")
     args = parser.parse_args()
+    if args.pair:
+        res = speed_pair(args.bands, args.repeats)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.bands} bands, 256 x 256, fp32")
+        print("| generator | params M | GMACs | ms median | ms min |")
+        print("|---|---|---|---|---|")
+        print(f"| default (bandwise w8) | {res['default_params_M']:.3f} | {res['default_gmacs']:.2f} | "
+              f"{res['default_ms_median']:.0f} | {res['default_ms_min']:.0f} |")  # fmt: skip
+        print(f"| paper (w32) | 3.464 | {res['paper_gmacs']:.2f} | {res['paper_ms_median']:.0f} | "
+              f"{res['paper_ms_min']:.0f} |")  # fmt: skip
+        print(f"ratio default / paper (medians): {res['ratio_median']:.2f}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=2)
+        return
     rows = []
     for preset in ("small", "paper"):
         print(f"measuring {preset}...", flush=True)

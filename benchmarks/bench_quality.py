@@ -23,6 +23,8 @@ VALIDATION = [
     ("l8oli_224078_20200518_parana_30m_B2-B3-B4.tif", (3, 2, 1)),
     ("l8oli_pensacola_cloudy_30m_B2-B3-B4-B5.tif", (3, 2, 1)),
     ("l7etm_raleigh-nc_2000_28p5m_B1-B2-B3-B4-B5-B7.tif", (3, 2, 1)),
+    ("l8oli_pensacola_cloudy_15m_B8-pan.tif", (1,)),  # 1 band (panchromatic)
+    ("neon_yell_2019_541000_4977000_crop_rgb_0p1m_nocrs.tif", (1, 2, 3)),  # uint8 RGB, no CRS
 ]
 
 

@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from extendgan_geo import __version__, masks_synth, metrics
 from extendgan_geo.config import FillConfig, OutputConfig, TileConfig
 from extendgan_geo.degrade import DegradeConfig, simulate_coarse
-from extendgan_geo.errors import ConfigError, InputError
+from extendgan_geo.errors import CheckpointError, ConfigError, InputError
 from extendgan_geo.fillers.match import fit_gain_bias
 from extendgan_geo.io.raster import HrRaster, open_raster
 from extendgan_geo.io.reference import RefGrid
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 LAYOUTS = ("right-half", "quarter", "seam", "cloud", "polygons")
 BASE_METHODS = ("match", "reference", "fillnodata", "gan")
+PLACEHOLDER_CRS = "EPSG:3857"  # for truths without a CRS (simulated references only)
 TABLE_METRICS = ("psnr", "ssim", "ssim_d", "cc", "uqi", "sam", "ergas", "mae", "seam")
 
 
@@ -193,8 +194,22 @@ def evaluate(
         raise ConfigError("evaluate needs a reference: pass --ref REF or simulate ones with --factor 1.5,3,6,10")
     if "polygons" in cfg.layouts and gaps_path is None:
         raise ConfigError("the 'polygons' layout needs --gaps FILE (vector polygons or a mask raster)")
+    # Checkpoints are checked before any case runs, so a bad path fails at once.
+    from extendgan_geo.fillers.gan import bundled_model
+    from extendgan_geo.model.checkpoint import read_metadata
+
+    if "gan" in cfg.methods:
+        if (cfg.model or bundled_model()) is None:
+            raise CheckpointError(
+                "method gan needs a model: this installation bundles none; expected --model PATH or other --methods"
+            )
+        read_metadata(cfg.model or bundled_model() or "")
+    for path in cfg.models:
+        read_metadata(path)
     os.makedirs(out_dir, exist_ok=True)
-    hr = HrRaster.open(truth_path, indexes=cfg.indexes, nodata=None)
+    # A truth without georeferencing (e.g. a photo mosaic) works with simulated references: its crops get a
+    # placeholder 1 m grid in a local projected CRS.
+    hr = HrRaster.open(truth_path, indexes=cfg.indexes, nodata=None, georeferenced=ref_path is not None)
     rows: list[dict[str, Any]] = []
     files: list[str] = []
     methods = [*cfg.methods, *(os.path.splitext(os.path.basename(m))[0] for m in cfg.models)]
@@ -250,9 +265,11 @@ def _run_case(
     data = src.read(window=win)
     valid = ~hr.holes(data, None)
     truth = data[[i - 1 for i in sel]].astype(np.float64)
-    transform = src.window_transform(win)
+    georef = src.crs is not None and not src.transform.is_identity
+    transform = src.window_transform(win) if georef else Affine(1.0, 0.0, float(c), 0.0, -1.0, -float(r))
+    crs = src.crs if georef else PLACEHOLDER_CRS
     profile = {
-        "crs": src.crs,
+        "crs": crs,
         "transform": transform,
         "width": size,
         "height": size,
@@ -285,7 +302,7 @@ def _run_case(
         )
         ref_file = os.path.join(case_dir, "ref.tif")
         ref_profile = {
-            "crs": src.crs,
+            "crs": crs,
             "transform": transform @ Affine.scale(size / coarse.shape[2], size / coarse.shape[1]),
             "width": coarse.shape[2],
             "height": coarse.shape[1],

