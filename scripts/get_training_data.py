@@ -1201,8 +1201,8 @@ def build_product(product: Product, paths: list[Path], out_dir: Path) -> None:
         if got != product.pixel_sha256:
             raise BuildError(
                 f"{product.name}: pixel checksum {got[:16]} differs from the recorded {product.pixel_sha256[:16]}; "
-                "not written. The source package changed or this rasterio/GDAL build decodes it differently (the "
-                "reference was made with the rasterio 1.4.4 wheel): install rasterio 1.4.x and rerun"
+                f"not written. Either the extracted sources were altered (delete {paths[0].parent} and rerun) or this "
+                "rasterio/GDAL build decodes them differently (the reference used the rasterio 1.4.4 wheel)"
             )
         os.replace(tmp, out_dir / product.name)
     finally:
