@@ -194,18 +194,7 @@ def evaluate(
         raise ConfigError("evaluate needs a reference: pass --ref REF or simulate ones with --factor 1.5,3,6,10")
     if "polygons" in cfg.layouts and gaps_path is None:
         raise ConfigError("the 'polygons' layout needs --gaps FILE (vector polygons or a mask raster)")
-    # Checkpoints are checked before any case runs, so a bad path fails at once.
-    from extendgan_geo.fillers.gan import bundled_model
-    from extendgan_geo.model.checkpoint import read_metadata
-
-    if "gan" in cfg.methods:
-        if (cfg.model or bundled_model()) is None:
-            raise CheckpointError(
-                "method gan needs a model: this installation bundles none; expected --model PATH or other --methods"
-            )
-        read_metadata(cfg.model or bundled_model() or "")
-    for path in cfg.models:
-        read_metadata(path)
+    _check_models(cfg)
     os.makedirs(out_dir, exist_ok=True)
     # A truth without georeferencing (e.g. a photo mosaic) works with simulated references: its crops get a
     # placeholder 1 m grid in a local projected CRS.
@@ -241,6 +230,22 @@ def evaluate(
     metrics_chart(rows, methods, chart, region="whole" if cfg.paper_protocol else "gap")
     files.append(chart)
     return EvalResult(rows, files)
+
+
+def _check_models(cfg: EvalConfig) -> None:
+    """Read every checkpoint's metadata before any case runs, so a bad path fails at once."""
+    from extendgan_geo.fillers.gan import bundled_model
+    from extendgan_geo.model.checkpoint import read_metadata
+
+    if "gan" in cfg.methods:
+        path = cfg.model or bundled_model()
+        if path is None:
+            raise CheckpointError(
+                "method gan needs a model: this installation bundles none; expected --model PATH or other --methods"
+            )
+        read_metadata(path)
+    for path in cfg.models:
+        read_metadata(path)
 
 
 def _run_case(
@@ -487,4 +492,7 @@ def _write_tables(
     )
     with open(md_path, "w") as f:
         f.write("".join(parts))
-    return [csv_path, json_path, md_path]
+    return [csv_path, json_path, md_path]raise InputError(
+            f"no {size} px crop of the truth raster is at least 99 % valid; expected a gap-free truth: "
+            "pass a smaller --crop or another raster"
+        )

@@ -150,9 +150,13 @@ def _check_filler(filler: Filler, cfg: FillConfig, bands: int, ref_bands: int) -
             f"expected matching counts: select {filler.bands} band(s) with -b/--bidx"
         )
     if filler.ref_bands is not None and filler.ref_bands != ref_bands:
+        layout = ""
+        if getattr(filler, "bandwise", False):
+            layout = " (the model fills any number of bands, each guided by its own reference band)"
         raise BandMismatchError(
             f"{ref_bands} reference band(s) are selected but the {filler.name} filler expects "
-            f"{filler.ref_bands}; expected matching counts: select them with --ref-bidx"
+            f"{filler.ref_bands}{layout}; expected matching counts: pair one reference band with each HR band "
+            "with --ref-bidx, e.g. --ref-bidx 2,3,4,5"
         )
     if filler.tile is not None and filler.tile != cfg.tiles.size:
         raise ConfigError(

@@ -216,7 +216,8 @@ def load_gan_filler(model: str | None, *, device: str, bands: int, precision: st
         names = ",".join(meta.get("band_names", [])) or f"{trained} bands"
         raise BandMismatchError(
             f"model {os.path.basename(path)!r} was trained for {trained} bands ({names}) but {bands} are selected; "
-            f"expected {trained}: select them with -b/--bidx and --ref-bidx, or train a model for this layout"
+            f"expected {trained}: select them with -b/--bidx and --ref-bidx, use the bundled band-agnostic model "
+            "(no --model), or train one for this layout: egan-fill train --hr FILE -b ... (docs/training.md)"
         )
     filler = GanFiller(
         generator, meta, model_hash=file_sha256(path), device=pick_device(device), precision=precision, bands=bands
