@@ -143,7 +143,8 @@ def _crop_origins(hr: HrRaster, size: int, n: int, seed: int) -> list[tuple[int,
             break
     if not picked:
         raise InputError(
-            f"no {size} px crop of the truth raster is at least 99 % valid; expected a gap-free truth: pass a smaller --crop or another raster"
+            f"no {size} px crop of the truth raster is at least 99 % valid; expected a gap-free truth: "
+            "pass a smaller --crop or another raster"
         )
     return picked
 
@@ -492,7 +493,4 @@ def _write_tables(
     )
     with open(md_path, "w") as f:
         f.write("".join(parts))
-    return [csv_path, json_path, md_path]raise InputError(
-            f"no {size} px crop of the truth raster is at least 99 % valid; expected a gap-free truth: "
-            "pass a smaller --crop or another raster"
-        )
+    return [csv_path, json_path, md_path]
