@@ -30,6 +30,7 @@ from extendgan_geo.io.cog import (
     copies_bytes,
     finalize,
     make_base,
+    move_into_place,
     output_profile,
     removing_on_error,
     temp_path,
@@ -354,9 +355,9 @@ def _run(inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, p
         with timed(counts.seconds, "finalize"):
             finalize(tmp, output, profile, cog=out_cfg.cog, tmpdir=out_cfg.tmpdir)
             if out_cfg.write_fill_mask:
-                os.replace(tmp_mask, mask_out)
+                move_into_place(tmp_mask, mask_out)
             if tmp_spread and spread_out:
-                os.replace(tmp_spread, spread_out)
+                move_into_place(tmp_spread, spread_out)
     result = _result(inputs, counts, output)
     result.fill_mask = mask_out if out_cfg.write_fill_mask else None
     return result

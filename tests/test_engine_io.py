@@ -81,3 +81,28 @@ def test_no_cog_output_keeps_untouched_blocks_byte_identical(make_raster, make_r
         assert raw_block(a, 0, 0) != raw_block(b, 0, 0)  # the block holding the gap was rewritten
     codes = rasterio.open(str(out) + FILL_MASK_SUFFIX).read(1)
     assert (codes[gap] == 1).all() and (codes[~gap] == 0).all()
+
+
+def test_move_into_place_across_filesystems(tmp_path, monkeypatch):
+    """A --tmpdir on another filesystem: the file is copied next to the output, then renamed."""
+    import errno
+    import os
+
+    from extendgan_geo.io import cog
+
+    src, final = tmp_path / "a.tif", tmp_path / "out.tif"
+    src.write_bytes(b"payload")
+    real_replace = os.replace
+    calls = []
+
+    def replace(a, b):
+        calls.append((a, b))
+        if len(calls) == 1:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(a, b)
+
+    monkeypatch.setattr(cog.os, "replace", replace)
+    cog.move_into_place(str(src), str(final))
+    assert final.read_bytes() == b"payload" and not src.exists()
+    assert len(calls) == 2 and os.path.dirname(calls[1][0]) == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from extendgan_geo import __version__
+from extendgan_geo.cli.batch import batch, mosaic
 from extendgan_geo.cli.evaluate import evaluate
 from extendgan_geo.cli.fill import fill
 from extendgan_geo.cli.train import train
@@ -43,6 +44,8 @@ def cli(**_: Any) -> None:
 cli.add_command(fill)
 cli.add_command(train)
 cli.add_command(evaluate)
+cli.add_command(batch)
+cli.add_command(mosaic)
 
 
 if __name__ == "__main__":  # `python -m extendgan_geo.cli.main ...`, e.g. under torchrun

@@ -9,6 +9,7 @@ run never leaves a partial file there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -175,13 +176,32 @@ def finalize(tmp: str, final: str, profile: dict[str, Any], *, cog: bool, tmpdir
         tmpdir: folder for the COG intermediate.
     """
     if not cog:
-        os.replace(tmp, final)
+        move_into_place(tmp, final)
         return
     staged = temp_path(final, tmpdir, ".cog.tif")
     with removing_on_error(staged):
         # Overviews are rebuilt from the filled pixels: existing ones would still show the holes.
         rasterio.shutil.copy(tmp, staged, driver="COG", **_cog_options(profile))
-        os.replace(staged, final)
+        move_into_place(staged, final)
+
+
+def move_into_place(src: str, final: str) -> None:
+    """Move a finished file onto `final` atomically, also from another filesystem (--tmpdir elsewhere).
+
+    Across filesystems the file is first copied next to `final` under a hidden name, then renamed, so readers
+    never see a partial file.
+    """
+    try:
+        os.replace(src, final)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    near = temp_path(final, None, ".move.tif")
+    with removing_on_error(near):
+        shutil.copyfile(src, near)
+        os.replace(near, final)
+    os.remove(src)
 
 
 def copies_bytes(src: DatasetReader, cfg: OutputConfig) -> bool:
