@@ -88,7 +88,7 @@ def simulate_coarse(
         ]
     )
     ch, cw = max(1, round(h / factor)), max(1, round(w / factor))
-    # Area average onto the coarse grid (zoom after the blur, which already removed what aliasing would fold).
+    # Linear samples of the blurred field at the cell centres: the sensor blur stands in for the area average.
     coarse = np.stack([ndimage.zoom(b, (ch / h, cw / w), order=1, grid_mode=True, mode="nearest") for b in blurred])
     gain = rng.uniform(*cfg.gain, c)[:, None, None]
     offset = (rng.uniform(-cfg.offset, cfg.offset, c) * band_range)[:, None, None]

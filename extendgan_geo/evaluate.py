@@ -360,17 +360,21 @@ def _score(
 ) -> list[dict[str, Any]]:
     scale = factor or _pixel_ratio(ref_path, hr)
     rows = []
+    # Every method is scored on the same pixels: valid truth, and filled by all methods. A gap pixel one method
+    # left unfilled still holds the truth in its output, so it is left out for all (and counted per method).
+    common = case.valid.copy()
+    for method in methods:
+        common &= case.outputs[method + ":codes"] != 2
     for method in methods:
         codes = case.outputs[method + ":codes"]
-        filled = codes == 1
         pred = case.outputs[method]
         scores = metrics.score(
             case.truth,
             pred,
-            filled,
+            case.gap,
             reference=case.matched,
             scale=scale,
-            valid=case.valid & (codes != 2),
+            valid=common,
         )
         for region in ("gap", "whole"):
             s = scores[region]

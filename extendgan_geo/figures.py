@@ -2,9 +2,11 @@
 
 Case panel geometry: two rows of `PANEL` px squares (plus a title strip each), 3 + M columns for M methods.
 Top row: truth, masked input, reference, then each method's result; bottom row: a legend under the first three,
-then each method's error map under its result. Every image panel but the reference uses the truth's 2-98 %
-stretch, so colours compare across panels; the reference, often in other units, gets its own stretch. Error maps
-show mean |result - truth| over the bands as a share of the data range, on one scale for all methods of a case.
+then each method's error map under its result. Display bands: `rgb`, else 3,2,1 for 3-band files (B,G,R-ordered
+like Landsat) and 1,2,3 otherwise. Every image panel but the reference uses the truth's 2-98 % stretch, so colours
+compare across panels; the reference, often in other units, gets its own stretch. Error maps show mean
+|result - truth| over the bands as a share of the data range, on one scale for all methods of a case; gap pixels
+a method left unfilled are magenta there.
 The PNG's text chunk "panels" holds the number of image panels (3 + 2 M).
 """
 
@@ -81,10 +83,16 @@ def case_panel(case: Case, methods: list[str], path: str, *, rgb: tuple[int, ...
     factor = f" x{case.factor:g}" if case.factor else ""
     panels.append((f"reference{factor}", _fit(_stretch(ref, rlo, rhi))))
     rng = np.maximum(truth[:, valid].max(axis=1) - truth[:, valid].min(axis=1), 1e-12)
-    errors = {m: (np.abs(case.outputs[m] - truth) / rng[:, None, None]).mean(axis=0) * gap for m in methods}
-    top = max((float(np.percentile(e[gap], 99)) for e in errors.values() if gap.any()), default=1.0) or 1.0
+    scored = gap & valid
+    errors = {m: (np.abs(case.outputs[m] - truth) / rng[:, None, None]).mean(axis=0) * scored for m in methods}
+    tops = [float(np.nanpercentile(e[scored], 99)) for e in errors.values() if scored.any()]
+    top = max([t for t in tops if np.isfinite(t)], default=1.0) or 1.0
     results = [(m, _fit(_stretch(case.outputs[m][bands], lo, hi))) for m in methods]
-    maps = [(f"|error| {m}", _fit(LUT[(np.clip(e / top, 0, 1) * 255).astype(np.uint8)])) for m, e in errors.items()]
+    maps = []
+    for m, e in errors.items():
+        rgb = LUT[(np.clip(np.nan_to_num(e) / top, 0, 1) * 255).astype(np.uint8)]
+        rgb[case.outputs[m + ":codes"] == 2] = GAP_COLOUR  # left unfilled by this method
+        maps.append((f"|error| {m}", _fit(rgb)))
 
     cols = 3 + len(methods)
     cell_w, cell_h = PANEL + PAD, PANEL + TITLE + PAD

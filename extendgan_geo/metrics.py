@@ -152,7 +152,7 @@ def uqi(
         vx, vy = mean(x * x) - mx**2, mean(y * y) - my**2
         cxy = mean(x * y) - mx * my
         d1, d2 = vx + vy, mx**2 + my**2
-        tol = 1e-12 * max(1.0, float(np.abs(x).max()) ** 2)
+        tol = 1e-12 * max(1.0, float(np.nanmax(np.abs(x))) ** 2)
         f1 = np.where(d1 > tol, 2 * cxy / np.where(d1 > tol, d1, 1.0), 1.0)
         f2 = np.where(d2 > tol, 2 * mx * my / np.where(d2 > tol, d2, 1.0), 1.0)
         q = f1 * f2
@@ -211,13 +211,18 @@ def boundary_pairs(gap: np.ndarray) -> tuple[tuple[np.ndarray, ...], tuple[np.nd
     return (np.concatenate(a_rows), np.concatenate(a_cols)), (np.concatenate(b_rows), np.concatenate(b_cols))
 
 
-def seam_score(truth: np.ndarray, pred: np.ndarray, gap: np.ndarray) -> float:
+def seam_score(truth: np.ndarray, pred: np.ndarray, gap: np.ndarray, valid: np.ndarray | None = None) -> float:
     """Mean |step| across the gap boundary in `pred` over the same in `truth`, all bands pooled (1.0 = seamless).
 
-    Bands are weighted equally by dividing each band's steps by the truth's mean step of that band.
+    Bands are weighted equally by dividing each band's steps by the truth's mean step of that band. Pairs with a
+    pixel outside `valid` (truth nodata, unfilled) are left out.
     """
     t, p = _f64(truth), _f64(pred)
     a, b = boundary_pairs(gap)
+    if valid is not None:
+        keep = np.asarray(valid, bool)[a] & np.asarray(valid, bool)[b]
+        a = (a[0][keep], a[1][keep])
+        b = (b[0][keep], b[1][keep])
     if a[0].size == 0:
         return float("nan")
     ratios = []
@@ -257,14 +262,21 @@ def score(
         reference: (C, H, W) reference on the HR grid for SSIM-D (None: SSIM-D is NaN).
         data_range: per-band range; None = `data_range_of(truth)`.
         scale: reference pixel size / HR pixel size (for ERGAS).
-        valid: (H, W) pixels with a valid truth (None = all).
+        valid: (H, W) pixels to score: a valid truth and a prediction (None = all). Pixels outside it take the
+            band's mean of the valid truth in every input before windowed metrics run, so no window sees
+            NaN or a value that was not predicted.
 
     Returns:
         {"gap": {...}, "whole": {...}}: each metric averaged over bands, and "<metric>_bands" lists per band.
     """
     t, p = _f64(truth), _f64(pred)
-    ok = _region(t.shape, valid)
+    ok = _region(t.shape, valid) & np.isfinite(t).all(axis=0) & np.isfinite(p).all(axis=0)
     g = np.asarray(gap, bool) & ok
+    if ok.any():
+        fill = t[:, ok].mean(axis=1)[:, None, None]
+        t, p = np.where(ok, t, fill), np.where(ok, p, fill)
+        if reference is not None:
+            reference = np.where(ok, _f64(reference), fill)
     rng = data_range_of(t, ok) if data_range is None else _ranges(data_range, t.shape[0])
     out: dict[str, dict[str, Any]] = {}
     for name, region in (("gap", g), ("whole", ok)):
@@ -288,7 +300,7 @@ def score(
         row.update({f"{k}_bands": [float(x) for x in v] for k, v in bands.items()})
         row["sam"] = sam(t, p, region)
         row["ergas"] = ergas(t, p, scale, region)
-        row["seam"] = seam_score(t, p, g)
+        row["seam"] = seam_score(t, p, np.asarray(gap, bool), ok)
         row["pixels"] = int(region.sum())
         out[name] = row
     out["data_range"] = {"bands": [float(x) for x in rng]}

@@ -78,7 +78,7 @@ class WindowScaling:
     over the window (defined everywhere, gap included), so the model sees the same range whatever the dtype,
     sensor or band. The deviation never falls below `floor` times the scene's p1..p99 range of that band, so
     flat windows (water, shadow) are not blown up into noise. Windows overlap and are blended, so the per-window
-    affine map does not make seams (tested in tests/test_model.py).
+    affine map does not make seams (tests/test_bandwise.py).
 
     Attributes:
         floor: smallest standard deviation, as a share of the band's scene range.

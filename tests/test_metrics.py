@@ -144,3 +144,23 @@ def test_bad_data_range_is_refused(pair):
     truth, pred = pair
     with pytest.raises(ValueError, match="data_range"):
         metrics.psnr(truth, pred, 0.0)
+
+
+def test_score_ignores_invalid_pixels_and_nan(pair):
+    """A NaN or nodata pixel outside `valid` changes nothing: no window or seam pair sees it."""
+    truth, pred = pair
+    gap = np.zeros(truth.shape[1:], bool)
+    gap[:, 20:] = True
+    out = np.where(gap, pred, truth)
+    valid = np.ones(truth.shape[1:], bool)
+    valid[0, 0] = valid[30, 25] = False
+    base = metrics.score(truth, out, gap, valid=valid)
+    t2, o2 = truth.copy(), out.copy()
+    t2[:, 0, 0] = np.nan
+    o2[:, 30, 25] = -99999.0
+    hit = metrics.score(t2, o2, gap, valid=valid)
+    for region in ("gap", "whole"):
+        for k in ("psnr", "ssim", "uqi", "cc", "sam", "seam"):
+            assert np.isfinite(hit[region][k]), (region, k)
+            assert hit[region][k] == pytest.approx(base[region][k]), (region, k)
+    assert hit["gap"]["uqi"] < 0.99  # not the 1.0 a NaN tolerance would give

@@ -59,25 +59,32 @@ class LARN(nn.Module):
             sd_q = self._code_std(xq, known, mu_q)
             moved = (xp - mu_p) / sd_p * sd_q * self.gamma + mu_q * self.beta
             return moved * m + x * known
-        # Eq. 5-8 from five spatial sums (one pass over x * m, x * x * m, x and x * x), then
-        # known * x + m * moved rewritten as x + m * (a x + b): far fewer full-size temporaries.
+        # Eq. 5-8 from spatial sums (one pass over x m, x x m, x and x x), then known * x + m * moved rewritten
+        # as x + m (a x + b): far fewer full-size temporaries than the two-pass form. The sums are taken in fp32
+        # on x shifted by its per-channel mean, so neither bf16 autocast nor a large mean cancels the variance.
         eps = self.eps
         dims = (2, 3)
-        xm = x * m
-        s_m = m.sum(dim=dims, keepdim=True)
+        xf, mf = x.float(), m.float()
+        shift = xf.mean(dim=dims, keepdim=True).detach()
+        xs = xf - shift
+        xm = xs * mf
+        s_m = mf.sum(dim=dims, keepdim=True)
         s_xm = xm.sum(dim=dims, keepdim=True)
-        s_xxm = (xm * x).sum(dim=dims, keepdim=True)
+        s_xxm = (xm * xs).sum(dim=dims, keepdim=True)
         s_k = m.shape[2] * m.shape[3] - s_m
-        s_xk = x.sum(dim=dims, keepdim=True) - s_xm
-        s_xxk = (x * x).sum(dim=dims, keepdim=True) - s_xxm
-        mu_p, mu_q = s_xm / (eps + s_m), s_xk / (eps + s_k)
+        s_xk = xs.sum(dim=dims, keepdim=True) - s_xm
+        s_xxk = (xs * xs).sum(dim=dims, keepdim=True) - s_xxm
+        mu_p, mu_q = s_xm / (eps + s_m), s_xk / (eps + s_k)  # of the shifted x
         var_p = (s_xxm - 2 * mu_p * s_xm + mu_p * mu_p * s_m).clamp_min(0.0) / (eps + s_m)
         var_q = (s_xxk - 2 * mu_q * s_xk + mu_q * mu_q * s_k).clamp_min(0.0) / (eps + s_k)
         sd_p = torch.sqrt(var_p + eps * eps) + eps
         sd_q = torch.sqrt(var_q + eps * eps) + eps
+        # Means of the unshifted x: the shift cancels where eps does not weigh (eps / (eps + s) ~ 0).
+        mu_p = mu_p + shift * s_m / (eps + s_m)
+        mu_q = mu_q + shift * s_k / (eps + s_k)
         a = self.gamma * sd_q / sd_p
         b = self.beta * mu_q - a * mu_p
-        return x + m * ((a - 1.0) * x + b)
+        return (xf + mf * ((a - 1.0) * xf + b)).to(x.dtype)
 
     def _code_std(self, z: Tensor, w: Tensor, mu: Tensor) -> Tensor:
         """The authors' sigma: sqrt(sum((z w - mu)^2) / (sum w + eps) + eps), over every pixel."""
