@@ -1,0 +1,1 @@
+"""The shipped model weights (safetensors + JSON metadata); see docs/model.md."""
