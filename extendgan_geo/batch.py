@@ -240,11 +240,15 @@ class Job:
 
 
 def _resolve(path: str, base_dir: str | None) -> str:
-    """`path` relative to `base_dir` (the manifest's folder) unless absolute, a URL or a GDAL /vsi path."""
+    """An absolute path: `path` relative to `base_dir` (the manifest's folder; None = the current folder).
+
+    URLs and GDAL /vsi paths are left as they are. Absolute paths let workers in another folder (--scheduler)
+    open the files.
+    """
     path = os.path.expanduser(path)
-    if base_dir is None or os.path.isabs(path) or "://" in path or path.startswith("/vsi"):
+    if "://" in path or path.startswith("/vsi"):
         return path
-    return os.path.normpath(os.path.join(base_dir, path))
+    return os.path.abspath(os.path.join(base_dir, path) if base_dir else path)
 
 
 def make_job(
@@ -255,8 +259,10 @@ def make_job(
     Args:
         row: column -> value (hr, ref, out, and optionally mask, name and options).
         where: e.g. "jobs.csv line 3", for messages.
-        defaults: normalized options the row's own options override.
-        base_dir: folder that relative paths are relative to.
+        defaults: normalized options the row's own options override. A relative `model` among them is relative to
+            the current folder (resolve it first when it comes from elsewhere, as `read_manifest` does).
+        base_dir: folder that the row's relative paths (and its own `model`) are relative to; None = the current
+            folder.
 
     Raises:
         ConfigError: a required column is missing or empty, an unknown column, or a bad option value.
@@ -269,13 +275,19 @@ def make_job(
             raise ConfigError(f"{where}: column {column!r} is missing or empty; expected a path")
         paths[column] = _resolve(text, base_dir) if text else None
     others = {k: v for k, v in row.items() if k not in (*PATH_COLUMNS, "name")}
-    options = {**(defaults or {}), **normalize_options(others, where)}
-    if "model" in options:
-        options["model"] = _resolve(options["model"], base_dir)
+    own = _with_model_path(normalize_options(others, where), base_dir)
+    options = _with_model_path({**(defaults or {}), **own}, None)
     cfg, out_cfg = build_configs(options, where)
     out = str(paths["out"])
     name = _text(row.get("name") or "") or os.path.basename(out)
     return Job(name, str(paths["hr"]), str(paths["ref"]), out, paths["mask"], cfg, out_cfg, where)
+
+
+def _with_model_path(options: dict[str, Any], base_dir: str | None) -> dict[str, Any]:
+    """`options` with its `model` (if any) made absolute, relative to `base_dir` (None = the current folder)."""
+    if options.get("model"):
+        return {**options, "model": _resolve(options["model"], base_dir)}
+    return options
 
 
 def _csv_rows(path: str) -> list[tuple[str, dict[str, Any]]]:
@@ -330,8 +342,8 @@ def read_manifest(path: str | os.PathLike[str], defaults: Mapping[str, Any] | No
 
     Args:
         path: the manifest.
-        defaults: options for every job (e.g. from the command line); the manifest's `defaults` and then each
-            row's own options override them.
+        defaults: options for every job (e.g. from the command line; a relative `model` there is relative to the
+            current folder); the manifest's `defaults` and then each row's own options override them.
 
     Raises:
         ConfigError: unreadable manifest, unknown column, missing path or bad option value (names the row).
@@ -340,7 +352,7 @@ def read_manifest(path: str | os.PathLike[str], defaults: Mapping[str, Any] | No
     if not os.path.isfile(path):
         raise ConfigError(f"manifest {path!r} does not exist; expected a CSV or YAML file")
     ext = os.path.splitext(path)[1].lower()
-    base = normalize_options(defaults or {}, "options")
+    base = _with_model_path(normalize_options(defaults or {}, "options"), None)
     if ext == ".csv":
         rows, file_defaults = _csv_rows(path), dict[str, Any]()
     elif ext in {".yaml", ".yml"}:
@@ -348,6 +360,7 @@ def read_manifest(path: str | os.PathLike[str], defaults: Mapping[str, Any] | No
     else:
         raise ConfigError(f"manifest {path!r} has suffix {ext!r}; expected .csv, .yaml or .yml")
     base_dir = os.path.dirname(os.path.abspath(path))
+    file_defaults = _with_model_path(file_defaults, base_dir)  # the manifest's own: relative to it
     jobs = [make_job(row, where, defaults={**base, **file_defaults}, base_dir=base_dir) for where, row in rows]
     if not jobs:
         raise ConfigError(f"manifest {path!r} has no jobs; expected one row per job")
@@ -365,7 +378,9 @@ def jobs_from_glob(
 ) -> list[Job]:
     """One job per HR file matching `pattern`, all with the same reference and gap layer.
 
-    Each output is `out_dir/<HR file stem>.tif`.
+    Each output is `out_dir/<HR file stem>.tif`. Files the pattern matches in `out_dir` itself (this batch's
+    outputs and partial files, so a run can be resumed with the same pattern) and fill-mask sidecars
+    (`*.fillmask.tif`) are not HR inputs: they are left out.
 
     Args:
         pattern: glob of HR rasters (`**` recurses).
@@ -377,9 +392,14 @@ def jobs_from_glob(
     Raises:
         ConfigError: nothing matches, or two HR files would write the same output.
     """
-    paths = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(p))
+    matched = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(p))
+    outputs = os.path.realpath(out_dir)
+    paths = [p for p in matched if not p.endswith(FILL_MASK_SUFFIX) and os.path.dirname(os.path.realpath(p)) != outputs]
     if not paths:
-        raise ConfigError(f"--hr-glob {pattern!r} matches no file; expected a pattern such as 'scenes/*.tif'")
+        left = f" ({len(matched)} left out: in the output folder, or fill-mask sidecars)" if matched else ""
+        raise ConfigError(f"--hr-glob {pattern!r} matches no HR file{left}; expected a pattern such as 'scenes/*.tif'")
+    if len(paths) < len(matched):
+        logger.info("--hr-glob: %d file(s) in %s or fill-mask sidecars left out", len(matched) - len(paths), out_dir)
     options = normalize_options(defaults or {}, "options")
     jobs = []
     for i, hr in enumerate(paths, start=1):
@@ -545,7 +565,8 @@ def run_job(job: Job) -> JobResult:
         result.signature = signature = job_signature(job)
         tags = _output_tags(job.out)
         mine = tags is not None and tags.get(SIGNATURE_TAG) == signature
-        sidecar_ok = not job.out_cfg.write_fill_mask or os.path.exists(job.out + FILL_MASK_SUFFIX)
+        sidecar = _output_tags(job.out + FILL_MASK_SUFFIX) if job.out_cfg.write_fill_mask else None
+        sidecar_ok = not job.out_cfg.write_fill_mask or (sidecar or {}).get(SIGNATURE_TAG) == signature
         if mine and sidecar_ok:
             result.status = "skipped"
             _counts_from_tags(result, tags or {})
@@ -592,8 +613,9 @@ def _check_new_output(job: Job, tags: Mapping[str, str] | None) -> None:
 def _fill_atomic(job: Job, signature: str, result: JobResult) -> None:
     """Fill into a hidden GeoTIFF next to the output, tag it, then finalize it (COG or move) onto the output.
 
-    The output is moved into place before its fill-mask sidecar: an output with this job's signature but no
-    sidecar (a run stopped in between) is recomputed.
+    A sidecar of an earlier output is deleted before the new output is moved into place, and the new sidecar
+    follows it; both carry the job's signature. So an output with this job's signature but no sidecar of the
+    same signature (a run stopped in between) is recomputed, never completed by a stale sidecar.
     """
     import rasterio
 
@@ -611,7 +633,10 @@ def _fill_atomic(job: Job, signature: str, result: JobResult) -> None:
             profile = output_profile(dst, job.out_cfg, nodata=dst.nodata)
         if job.out_cfg.write_fill_mask:
             with rasterio.open(tmp_mask, "r+") as codes:
-                codes.update_tags(EGAN_OUTPUT=os.path.basename(job.out))
+                codes.update_tags(**{SIGNATURE_TAG: signature, "EGAN_OUTPUT": os.path.basename(job.out)})
+        if job.out_cfg.write_fill_mask or os.path.exists(job.out):
+            with contextlib.suppress(FileNotFoundError):  # the old output's sidecar: never pair it with the new one
+                os.remove(job.out + FILL_MASK_SUFFIX)
         finalize(tmp, job.out, profile, cog=job.out_cfg.cog, tmpdir=job.out_cfg.tmpdir)
         if job.out_cfg.write_fill_mask:
             os.replace(tmp_mask, job.out + FILL_MASK_SUFFIX)
@@ -630,14 +655,15 @@ class ClusterOptions:
     Attributes:
         workers: workers of the LocalCluster started when no scheduler is given.
         threads_per_worker: threads of each worker.
-        memory_limit: memory limit of each worker, e.g. "4GiB"; None or "auto" = Dask's default share of RAM.
+        memory_limit: memory limit of each worker, e.g. "4GiB"; None or "auto" = Dask's default share of RAM;
+            0 (or "0") = no limit.
         scheduler: address of an existing scheduler (e.g. "tcp://host:8786"); None = start a LocalCluster.
         processes: LocalCluster workers are processes (True) or threads of this process (False).
     """
 
     workers: int = 2
     threads_per_worker: int = 1
-    memory_limit: str | None = "4GiB"
+    memory_limit: str | int | None = "4GiB"
     scheduler: str | None = None
     processes: bool = True
 
@@ -698,7 +724,7 @@ def dask_client(where: Any = None) -> Iterator[tuple[Any, ClusterInfo]]:
                     "scheduler, e.g. `dask scheduler` and `dask worker tcp://HOST:8786`"
                 ) from None
         else:
-            limit = opts.memory_limit if opts.memory_limit not in (None, "") else "auto"
+            limit = _memory_limit(opts.memory_limit)
             stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}))
             cluster = stack.enter_context(
                 LocalCluster(  # type: ignore[no-untyped-call]
@@ -713,6 +739,15 @@ def dask_client(where: Any = None) -> Iterator[tuple[Any, ClusterInfo]]:
             client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         info = ClusterInfo(_address(client), _dashboard(client), _n_workers(client), not opts.scheduler)
         yield client, info
+
+
+def _memory_limit(value: str | int | None) -> str | int:
+    """LocalCluster's memory_limit: None or "" -> "auto" (Dask's share of RAM), 0 or "0" -> 0 (no limit)."""
+    if value is None or str(value).strip() == "":
+        return "auto"
+    if str(value).strip().lower() in {"0", "none"}:
+        return 0
+    return value
 
 
 def _worker_environ() -> dict[str, Any]:
@@ -767,8 +802,16 @@ class BatchReport:
         """True when no job failed."""
         return not any(r.status == "failed" for r in self.results)
 
+    def filled_pixels(self) -> int:
+        """Pixels filled by this run: the jobs done (a skipped job's pixels were filled by an earlier run)."""
+        return sum(r.filled_pixels for r in self.results if r.status == "done")
+
     def table(self) -> str:
-        """The summary table (jobs, summed job time and filled pixels per status), then one line per failure."""
+        """The summary table (jobs, summed job time and filled pixels per status), then one line per failure.
+
+        A skipped job's filled pixels are those recorded in its output (filled by an earlier run); the total
+        counts the pixels filled by this run only, as the JSON report's `filled_pixels` does.
+        """
         head = f"{'status':<8} {'jobs':>6} {'job time (s)':>13} {'filled px':>15}"
         lines = [head, "-" * len(head)]
         for status in STATUSES:
@@ -777,7 +820,7 @@ class BatchReport:
             lines.append(f"{status:<8} {len(rs):>6} {secs:>13.1f} {px:>15,}")
         n, done = len(self.results), self.counts()["done"]
         rate = f", {60 * done / self.seconds:.1f} jobs/min" if self.seconds > 0 and done else ""
-        lines.append(f"{'total':<8} {n:>6} {'':>13} {sum(r.filled_pixels for r in self.results):>15,}")
+        lines.append(f"{'total':<8} {n:>6} {'':>13} {self.filled_pixels():>15,}  (filled px: by this run, jobs done)")
         lines.append(f"wall time {self.seconds:.1f}s on {self.cluster.workers} worker(s){rate}")
         lines += [f"failed: {j.name} ({j.where}): {r.error}" for j, r in self._pairs() if r.status == "failed"]
         return "\n".join(lines)
@@ -798,7 +841,7 @@ class BatchReport:
             "seconds": round(self.seconds, 3),
             "cluster": dataclasses.asdict(self.cluster),
             "counts": self.counts(),
-            "filled_pixels": sum(r.filled_pixels for r in self.results if r.status == "done"),
+            "filled_pixels": self.filled_pixels(),
             "jobs": entries,
         }
 

@@ -5,18 +5,29 @@
    Scenes on that lattice are read as they are; the others are warped on the fly (GDAL WarpedVRT). The area of
    interest (AOI) is a polygon file, or the convex hull of the union of the scenes' valid footprints (traced
    from their dataset masks, decimated to at most 1024 px a side).
-2. Strips (on Dask, one task each): a strip of rows plus a margin of one window and its overlap above and below
-   is composed from the scenes (the first scene in the given order that is valid at a pixel wins), and coded:
-   valid scene pixel (kept), no scene inside the AOI (gap), no scene outside the AOI (left as nodata), and,
-   with a seam buffer, scene pixels within that many metres of a seamline (regenerated). A seamline is where
-   the winning scene changes between two valid pixels inside the AOI; the AOI's edge and the edges of the gap
-   are not seamlines. The fill engine (`fill_raster`) then fills the strip's gap and seam pixels.
-3. Assembly (here, as strips complete): each strip's core rows are written into one tiled GeoTIFF, pixels
+2. Fit (here, once): what must not differ between strips is fitted on the whole mosaic: the method (auto
+   resolved), the window size, the filler's scene-wide statistics (prepared on a sparse sample of the whole
+   composed mosaic, as `fill_raster` samples one scene) and, with --coregister, the reference shift (estimated on
+   the mosaic decimated to 512 px a side).
+3. Strips (on Dask, one task each): a strip of core rows plus a margin of one window (and the mask buffer) above
+   and below is composed from the scenes (the first scene in the given order that is valid at a pixel wins), and
+   coded: valid scene pixel (kept), no scene inside the AOI (gap), no scene outside the AOI (left as nodata),
+   and, with a seam buffer, scene pixels within that many metres of a seamline (regenerated). A seamline is
+   where the winning scene changes between two valid pixels inside the AOI; the AOI's edge and the edges of the
+   gap are not seamlines. The fill engine (`fill_raster`) then fills the strip's gap and seam pixels with the
+   shared sample and shift.
+   Each strip's first composed row lies on the global window lattice (a multiple of the window stride, of the
+   reference's intermediate cell and of the gap scan's cell), and its margins hold every window that touches a
+   core pixel. So each core pixel is predicted by the same windows, with the same inputs and weights, as in a
+   single-strip fill: strips meet without seams, and the mosaic does not depend on --strip-rows.
+4. Assembly (here, as strips complete): each strip's core rows are written into one tiled GeoTIFF, pixels
    outside the AOI are set back to nodata, and the file becomes a COG (or is moved) onto the output path, with
    its fill-mask sidecar.
 
-Every valid scene pixel outside the seam buffer (and outside --mask-buffer, when one is given) is copied bit for
-bit when its scene is on the mosaic grid (same CRS and resolution, origin on the lattice).
+A strip's gap is its gap codes alone (its composed file has no nodata value and no mask), so a valid scene pixel
+whose value equals the mosaic's nodata is kept, not filled; filled values are nudged off the nodata value at
+assembly. Every valid scene pixel outside the seam buffer (and outside --mask-buffer, when one is given) is
+copied bit for bit when its scene is on the mosaic grid (same CRS and resolution, origin on the lattice).
 """
 
 from __future__ import annotations
@@ -37,10 +48,12 @@ from typing import Any, NoReturn, cast
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.features import geometry_mask, shapes
 from rasterio.io import DatasetReader
+from rasterio.transform import array_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_bounds, transform_geom
 from rasterio.windows import Window
@@ -49,11 +62,14 @@ from scipy import ndimage
 
 from extendgan_geo import __version__
 from extendgan_geo.batch import ClusterInfo, dask_client
+from extendgan_geo.blending import cast_to_dtype
 from extendgan_geo.config import FillConfig, OutputConfig, ResamplingKind
 from extendgan_geo.engine import timed
 from extendgan_geo.errors import ConfigError, EganError, GridMismatchError, InputError
+from extendgan_geo.fillers.base import TileBatch
 from extendgan_geo.io.cog import check_output, finalize, output_profile, removing_on_error, temp_path
-from extendgan_geo.io.raster import alpha_band, open_raster, require_crs
+from extendgan_geo.io.raster import HrRaster, alpha_band, open_raster, require_crs
+from extendgan_geo.io.reference import RefGrid, _factor, default_ref_indexes, footprint_overlap
 from extendgan_geo.pipeline import FILL_MASK_SUFFIX, fill_raster
 
 logger = logging.getLogger(__name__)
@@ -63,6 +79,8 @@ KEEP, GAP, OUTSIDE, SEAM = 0, 1, 2, 3
 _COLS = 1024  # columns composed or assembled at a time
 _EPS = 1e-6  # px: tolerance of lattice checks and snapping
 _FOOTPRINT_PX = 1024  # footprints are traced on masks decimated to at most this many px a side
+_SCAN_CELL = 16  # cell of the fill engine's gap scan (GapReader.scan): strips start on its lattice too
+_OVERVIEW_PX = 512  # --coregister: the mosaic is decimated to at most this many px a side
 
 
 @dataclass(frozen=True)
@@ -76,7 +94,8 @@ class MosaicConfig:
         crs: CRS of the mosaic (anything rasterio's CRS accepts); None = the first scene's.
         res: pixel size of the mosaic in CRS units; None = the finest scene resolution.
         resampling: kernel that warps scenes that are not on the mosaic grid.
-        strip_rows: rows per Dask task (each task also reads a margin of one window and its overlap).
+        strip_rows: core rows per Dask task, rounded to a multiple of the strip lattice (see `make_strips`);
+            each task also composes and fills a margin of one window (and the mask buffer) above and below.
     """
 
     seam_buffer: float = 0.0
@@ -255,6 +274,14 @@ def _snap(
     return Affine(res, 0.0, left, 0.0, -res, top), round((right - left) / res), round((top - bottom) / res)
 
 
+def local_abspath(path: str | os.PathLike[str]) -> str:
+    """An absolute path for a local file (workers may run in another folder); URLs and /vsi paths as they are."""
+    path = os.fspath(path)
+    if "://" in path or path.startswith("/vsi"):
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def _near_int(v: float) -> bool:
     return abs(v - round(v)) <= _EPS
 
@@ -319,7 +346,7 @@ def plan_mosaic(
     with contextlib.ExitStack() as stack:
         srcs = []
         for p in paths:
-            src = stack.enter_context(open_raster(p, "scene"))
+            src = stack.enter_context(open_raster(local_abspath(p), "scene"))
             require_crs(src, "scene")
             srcs.append(src)
         _check_alike(srcs)
@@ -372,12 +399,31 @@ class Strip:
     ext: tuple[int, int]
 
 
-def make_strips(plan: MosaicPlan, strip_rows: int, margin: int) -> list[Strip]:
-    """Cut the grid into strips of `strip_rows` core rows, each with `margin` rows of context on both sides."""
+def make_strips(plan: MosaicPlan, strip_rows: int, margin: int, quantum: int = 1) -> list[Strip]:
+    """Cut the grid into strips whose composed rows start on the `quantum` lattice, with `margin` rows of context.
+
+    Strip k > 0 composes from row k * step (step: `strip_rows` rounded to a multiple of `quantum`, at least one
+    quantum) and its core starts `margin` rows below that; the first strip starts at row 0. Each core is followed
+    by `margin` rows of context (fewer at the bottom of the grid).
+
+    Args:
+        plan: the mosaic.
+        strip_rows: core rows wanted per strip.
+        margin: rows of context above and below a core (at least one window, plus the mask buffer).
+        quantum: the first composed row of every strip is a multiple of it.
+
+    Returns:
+        The strips, top to bottom; their cores tile the grid.
+    """
+    step = max(1, round(strip_rows / quantum)) * quantum
+    starts = [0]
+    while len(starts) * step + margin < plan.height:
+        starts.append(len(starts) * step + margin)
     out = []
-    for i, r0 in enumerate(range(0, plan.height, strip_rows)):
-        r1 = min(plan.height, r0 + strip_rows)
-        out.append(Strip(i, (r0, r1), (max(0, r0 - margin), min(plan.height, r1 + margin))))
+    for i, r0 in enumerate(starts):
+        r1 = starts[i + 1] if i + 1 < len(starts) else plan.height
+        e0 = 0 if i == 0 else r0 - margin
+        out.append(Strip(i, (r0, r1), (e0, min(plan.height, r1 + margin))))
     return out
 
 
@@ -556,7 +602,9 @@ def _strip_profiles(plan: MosaicPlan, strip: Strip) -> tuple[dict[str, Any], dic
         "blockxsize": 256,
         "blockysize": 256,
     }
-    base = {**common, "count": plan.count, "dtype": plan.dtype, "nodata": plan.nodata, "compress": "zstd"}
+    # No nodata and no mask: the codes (the fill's mask raster) alone say what is gap, so a valid scene pixel equal
+    # to the mosaic's nodata is no hole. (An alpha band of the scenes still marks holes, at the same pixels.)
+    base = {**common, "count": plan.count, "dtype": plan.dtype, "nodata": None, "compress": "zstd"}
     base["zstd_level"] = 1
     codes = {**common, "count": 1, "dtype": "uint8", "compress": "deflate", "sparse_ok": True}
     return base, codes
@@ -587,8 +635,6 @@ def compose_strip(plan: MosaicPlan, strip: Strip, base: str, codes: str) -> bool
             core = (slice(e0 - region[0], e1 - region[0]), slice(c0 - region[2], c1 - region[2]))
             win = Window(c0, 0, c1 - c0, e1 - e0)
             dst.write(data[(slice(None), *core)], window=win)
-            if plan.use_mask:
-                dst.write_mask(np.where(owner[core] >= 0, 255, 0).astype(np.uint8), window=win)
             cdst.write(code[core][None], window=win)
             todo = todo or bool(((code[core] == GAP) | (code[core] == SEAM)).any())
     return todo
@@ -604,11 +650,263 @@ def _describe(dst: Any, plan: MosaicPlan) -> None:
             dst.set_band_description(i, d)
 
 
-def fill_strip(plan: MosaicPlan, strip: Strip, ref: str, cfg: FillConfig, folder: str) -> StripResult:
-    """Compose and fill one strip (a Dask task); the files go to `folder`.
+# --- what every strip shares, fitted once (here) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MosaicFit:
+    """What every strip shares, fitted once on the whole mosaic so that strips cannot disagree.
+
+    Attributes:
+        cfg: fill settings of the strips: method resolved (auto), windows fitted to the mosaic (fillnodata),
+            and no nodata override (a strip's gap codes alone say what is gap).
+        bands: HR bands filled, 1-based.
+        sample: the sparse sample of the whole mosaic every strip prepares its filler on.
+        shift: (dx, dy) reference shift, mosaic pixels ((0, 0) without --coregister).
+        factor: mosaic pixels per cell of the reference's intermediate grid (1: warped directly).
+    """
+
+    cfg: FillConfig
+    bands: tuple[int, ...]
+    sample: TileBatch
+    shift: tuple[float, float]
+    factor: int
+
+    @property
+    def quantum(self) -> int:
+        """Strips start on multiples of this: window stride, reference cell and gap-scan cell alike."""
+        return math.lcm(self.cfg.tiles.stride, self.factor, _SCAN_CELL)
+
+    @property
+    def margin(self) -> int:
+        """Rows of context around a strip's core: every window that touches a core pixel, and its mask buffer."""
+        return self.cfg.tiles.size + self.cfg.mask_buffer
+
+
+def _grid(plan: MosaicPlan, row0: int = 0, rows: int | None = None) -> Any:
+    """A dataset-like view of mosaic rows [row0, row0 + rows) (what `RefGrid.build` reads of an HR raster)."""
+    rows = plan.height - row0 if rows is None else rows
+    transform = plan.transform @ Affine.translation(0, row0)
+    bounds = BoundingBox(*array_bounds(rows, plan.width, transform))
+    return SimpleNamespace(
+        crs=plan.crs, transform=transform, width=plan.width, height=rows, bounds=bounds, name="the mosaic grid"
+    )
+
+
+def _filled_bands(plan: MosaicPlan, cfg: FillConfig) -> tuple[int, ...]:
+    """The bands a strip fills: `cfg.indexes`, or every band but alpha (as `HrRaster.open` picks them)."""
+    if cfg.indexes:
+        return tuple(cfg.indexes)
+    alpha = [i for i, ci in enumerate(plan.colorinterp, start=1) if ci == ColorInterp.alpha]
+    return tuple(i for i in range(1, plan.count + 1) if i not in alpha[:1])
+
+
+def _strip_cfg(plan: MosaicPlan, cfg: FillConfig, bands: int) -> FillConfig:
+    """`cfg` with the method resolved and the windows fitted to the whole mosaic (as `fill_raster` would)."""
+    method = cfg.method
+    if method == "auto":
+        from extendgan_geo.fillers.gan import model_fits
+
+        method = "gan" if model_fits(cfg.model, bands) else "match"
+        logger.info("method auto: %s", method)
+    tiles = cfg.tiles
+    if method == "fillnodata":  # its `min_tile`, capped by the mosaic (pipeline._fit_tiles, for the mosaic)
+        from extendgan_geo.fillers.baselines import FillnodataFiller
+
+        size = min(FillnodataFiller.min_tile, -(-max(plan.height, plan.width) // 16) * 16)
+        if size > tiles.size:
+            overlap = min(size // 2, max(tiles.overlap, size // 8))
+            tiles = dataclasses.replace(tiles, size=size, overlap=overlap)
+    return dataclasses.replace(cfg, method=method, tiles=tiles, nodata=None, mask_layer=None)
+
+
+def _window_gap(
+    plan: MosaicPlan, reader: _SceneReader, window: tuple[int, int, int, int], buffer: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Composed values and gap of a mosaic window, as a strip's fill engine sees them (holes, codes, buffer)."""
+    r0, r1, c0, c1 = window
+    outer = (max(0, r0 - buffer), min(plan.height, r1 + buffer), max(0, c0 - buffer), min(plan.width, c1 + buffer))
+    s = plan.seam_margin
+    region = (max(0, outer[0] - s), min(plan.height, outer[1] + s), max(0, outer[2] - s), min(plan.width, outer[3] + s))
+    data, owner = compose(plan, reader, region)
+    code = gap_codes(plan, owner, region)
+    gap = (owner < 0) | (code == GAP) | (code == SEAM)
+    gap = gap[outer[0] - region[0] : outer[1] - region[0], outer[2] - region[2] : outer[3] - region[2]]
+    if buffer and gap.any():
+        gap = np.asarray(ndimage.distance_transform_edt(~gap) <= buffer)
+    a, b = r0 - outer[0], c0 - outer[2]
+    crop = (slice(a, a + r1 - r0), slice(b, b + c1 - c0))
+    ra, ca = r0 - region[0], c0 - region[2]
+    return data[:, ra : ra + r1 - r0, ca : ca + c1 - c0], gap[crop]
+
+
+def mosaic_sample(
+    plan: MosaicPlan,
+    ref: DatasetReader,
+    cfg: FillConfig,
+    bands: tuple[int, ...],
+    ref_indexes: tuple[int, ...],
+    shift: tuple[float, float],
+    factor: int,
+    tmpdir: str | None,
+) -> TileBatch:
+    """The sparse sample `fill_raster` takes of one scene (8 x 8 windows of 64 px), taken of the whole mosaic.
+
+    Windows are composed as strips compose them; the reference is read through a `RefGrid` whose intermediate
+    grid lies on the mosaic's (its first row a multiple of `factor`), moved by `shift`.
+    """
+    size, grid = 64, 8
+    h, w = min(size, plan.height), min(size, plan.width)
+    rows = sorted({int(v) for v in np.linspace(0, plan.height - h, grid)})
+    cols = sorted({int(v) for v in np.linspace(0, plan.width - w, grid)})
+    sel = [b - 1 for b in bands]
+    hrs, refs, gaps, origins = [], [], [], []
+    with _SceneReader(plan) as reader:
+        for r in rows:
+            r_al = r - r % factor
+            try:
+                refgrid = RefGrid.build(
+                    ref, _grid(plan, r_al, r + h - r_al), indexes=ref_indexes, nodata=cfg.ref_nodata,
+                    resampling=cfg.resampling, shift=shift, tmpdir=tmpdir,
+                )  # fmt: skip
+            except GridMismatchError:  # the reference misses these rows
+                refgrid = None
+            try:
+                for c in cols:
+                    data, gap = _window_gap(plan, reader, (r, r + h, c, c + w), cfg.mask_buffer)
+                    hr = data[sel].astype(np.float32)
+                    hr[:, gap] = 0.0  # fillers never see what lies under the gap
+                    hrs.append(hr)
+                    gaps.append(gap[None])
+                    nan = np.full((len(ref_indexes), h, w), np.nan, np.float32)
+                    refs.append(refgrid.read(r - r_al, c, h, w) if refgrid else nan)
+                    origins.append((r, c))
+            finally:
+                if refgrid:
+                    refgrid.close()
+    return TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array(origins, dtype=np.int64))
+
+
+def _overview(plan: MosaicPlan, path: str) -> tuple[float, float]:
+    """Write the mosaic decimated to at most `_OVERVIEW_PX` a side (scenes averaged, internal mask) to `path`.
+
+    Returns:
+        Mosaic pixels per overview pixel along columns and rows.
+    """
+    f = max(1.0, max(plan.height, plan.width) / _OVERVIEW_PX)
+    oh, ow = max(1, round(plan.height / f)), max(1, round(plan.width / f))
+    sy, sx = plan.height / oh, plan.width / ow
+    scenes = tuple(
+        dataclasses.replace(
+            sc,
+            offset=None,
+            window=(
+                math.floor(sc.window[0] / sy),
+                min(oh, math.ceil(sc.window[1] / sy)),
+                math.floor(sc.window[2] / sx),
+                min(ow, math.ceil(sc.window[3] / sx)),
+            ),
+        )
+        for sc in plan.scenes
+    )
+    transform = plan.transform @ Affine.scale(sx, sy)
+    small = dataclasses.replace(plan, transform=transform, width=ow, height=oh, scenes=scenes, resampling="average")
+    with _SceneReader(small) as reader:
+        data, owner = compose(small, reader, (0, oh, 0, ow))
+    profile = {"driver": "GTiff", "width": ow, "height": oh, "count": plan.count, "dtype": plan.dtype}
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(path, "w", **profile, crs=plan.crs, transform=transform) as dst,
+    ):
+        dst.write(data)
+        dst.write_mask(np.where(owner >= 0, 255, 0).astype(np.uint8))
+    return sx, sy
+
+
+def mosaic_shift(
+    plan: MosaicPlan, ref: DatasetReader, bands: tuple[int, ...], ref_indexes: tuple[int, ...], cfg: FillConfig,
+    folder: str,
+) -> tuple[float, float]:  # fmt: skip
+    """--coregister for the whole mosaic: the shift `estimate_shift` finds on its decimated composite.
 
     Raises:
-        EganError: the fill engine refuses an input (a strip the reference misses is not an error).
+        GridMismatchError: too few pixels are valid in both the mosaic and the reference.
+    """
+    from extendgan_geo.io.coregister import estimate_shift
+
+    path = os.path.join(folder, "overview.tif")
+    try:
+        sx, sy = _overview(plan, path)
+        hr = HrRaster.open(path, indexes=bands, nodata=None)
+        try:
+            dx, dy = estimate_shift(hr, ref, ref_indexes, nodata=cfg.ref_nodata)
+        finally:
+            hr.src.close()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    logger.info("co-registration of the mosaic: reference shift dx=%.2f px, dy=%.2f px", dx * sx, dy * sy)
+    return dx * sx, dy * sy
+
+
+def fit_mosaic(plan: MosaicPlan, ref: str, cfg: FillConfig, folder: str) -> MosaicFit:
+    """Fit what every strip shares on the whole mosaic: method, windows, reference shift, filler sample.
+
+    Args:
+        plan: the mosaic.
+        ref: the reference.
+        cfg: the fill settings asked for.
+        folder: where temporary files go.
+
+    Raises:
+        EganError: the reference or the settings do not fit the mosaic (bands, CRS, --coregister).
+    """
+    bands = _filled_bands(plan, cfg)
+    strip_cfg = _strip_cfg(plan, cfg, len(bands))
+    with open_raster(ref, "reference") as src:
+        require_crs(src, "reference")
+        ref_indexes = tuple(cfg.ref_indexes or default_ref_indexes(src, len(bands)))
+        factor = _factor(src, _grid(plan))
+        shift = (0.0, 0.0)
+        if cfg.coregister:
+            shift = mosaic_shift(plan, src, bands, ref_indexes, cfg, folder)
+        sample = mosaic_sample(plan, src, strip_cfg, bands, ref_indexes, shift, factor, folder)
+    return MosaicFit(strip_cfg, bands, sample, shift, factor)
+
+
+def _misses(ref: str, path: str) -> bool:
+    """Whether the reference's footprint is disjoint from a raster's (the only "no reference" case of a strip)."""
+    with open_raster(ref, "reference") as src, rasterio.open(path) as dst:
+        try:
+            footprint_overlap(dst, src, "reference")
+        except GridMismatchError:
+            return True
+    return False
+
+
+def fill_strip(
+    plan: MosaicPlan,
+    strip: Strip,
+    ref: str,
+    cfg: FillConfig,
+    folder: str,
+    sample: TileBatch | None = None,
+    shift: tuple[float, float] | None = None,
+) -> StripResult:
+    """Compose and fill one strip (a Dask task); the files go to `folder`.
+
+    Args:
+        plan: the plan (`strip_plan` of it is enough).
+        strip: the strip.
+        ref: the reference.
+        cfg: fill settings (`MosaicFit.cfg`).
+        folder: where the strip's files go.
+        sample: the mosaic's sample the filler is prepared on (None: the strip's own, as `fill_raster` does).
+        shift: the mosaic's reference shift (None: as `cfg.coregister` says, estimated on the strip).
+
+    Raises:
+        EganError: the fill engine refuses an input. A strip whose footprint the reference misses is not an
+            error: its gap is left unfilled.
     """
     stem = os.path.join(folder, f"strip{strip.index:05d}")
     result = StripResult(strip, f"{stem}.base.tif", f"{stem}.codes.tif", None)
@@ -616,14 +914,13 @@ def fill_strip(plan: MosaicPlan, strip: Strip, ref: str, cfg: FillConfig, folder
         todo = compose_strip(plan, strip, result.base, result.codes)
     if not todo:
         return result
+    if _misses(ref, result.base):
+        result.no_reference = True
+        return result
     filled = f"{stem}.filled.tif"
     out_cfg = OutputConfig(cog=False, overwrite=True, write_fill_mask=True)
     with timed(result.seconds, "fill"):
-        try:
-            fill_raster(result.base, ref, filled, cfg, out_cfg, mask=result.codes)
-        except GridMismatchError:
-            result.no_reference = True
-            return result
+        fill_raster(result.base, ref, filled, cfg, out_cfg, mask=result.codes, sample=sample, shift=shift)
     result.filled = filled
     with rasterio.open(filled) as src:
         result.tags = dict(src.tags())
@@ -647,9 +944,10 @@ class MosaicResult:
         filled_pixels: gap and seam pixels that received a value.
         unfilled_pixels: gap and seam pixels left as they were (no reference).
         aoi: where the AOI came from.
-        seconds: wall time per stage ("plan", "strips", "finalize", "total").
+        seconds: wall time per stage ("plan", "fit", "strips", "finalize", "total").
         fill_mask: path of the fill-mask sidecar, or None.
         cluster: what the strips ran on.
+        shift: (dx, dy) reference shift applied to every strip, mosaic pixels (--coregister).
     """
 
     output: str
@@ -664,6 +962,7 @@ class MosaicResult:
     seconds: dict[str, float] = field(default_factory=dict)
     fill_mask: str | None = None
     cluster: ClusterInfo | None = None
+    shift: tuple[float, float] = (0.0, 0.0)
 
     def summary(self) -> str:
         """A few lines for people."""
@@ -675,6 +974,8 @@ class MosaicResult:
         ]
         if self.unfilled_pixels:
             lines.append(f"{self.unfilled_pixels:,} px left unfilled: the reference has no data there")
+        if self.shift != (0.0, 0.0):
+            lines.append(f"reference shifted by dx={self.shift[0]:+.2f} px, dy={self.shift[1]:+.2f} px")
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items() if k != "total")
         lines.append(f"wrote {self.output} in {self.seconds.get('total', 0.0):.2f}s ({stages})")
         return "\n".join(lines)
@@ -683,8 +984,11 @@ class MosaicResult:
 class _Assembly:
     """The mosaic being written: a tiled temporary GeoTIFF and its fill mask, filled strip by strip."""
 
-    def __init__(self, plan: MosaicPlan, tmp: str, tmp_mask: str, profile: dict[str, Any], cog: bool) -> None:
+    def __init__(
+        self, plan: MosaicPlan, bands: tuple[int, ...], tmp: str, tmp_mask: str, profile: dict[str, Any], cog: bool
+    ) -> None:
         self.plan = plan
+        self.bands = [b - 1 for b in bands]
         opts = dict(profile)
         if cog:  # re-encoded by the COG driver at the end: fast codec level here
             opts.update(compress="zstd", zstd_level=1)
@@ -726,16 +1030,25 @@ class _Assembly:
         outside = code == OUTSIDE
         data[:, outside] = self.plan.fill_value
         fcode[outside] = 0
+        self._off_nodata(data, fcode == 1)
         self.dst.write(data, window=out)
-        if self.plan.use_mask:
-            m = src.read_masks(1, window=win)
-            m[outside] = 0
-            self.dst.write_mask(m, window=out)
+        if self.plan.use_mask:  # valid: a scene pixel (kept or regenerated), or a gap pixel that was filled
+            valid = (code == KEEP) | (code == SEAM) | (fcode == 1)
+            self.dst.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=out)
         self.mdst.write(fcode[None], window=out)
         self.counts["gap"] += int((code == GAP).sum())
         self.counts["seam"] += int((code == SEAM).sum())
         self.counts["filled"] += int((fcode == 1).sum())
         self.counts["unfilled"] += int((fcode == 2).sum())
+
+    def _off_nodata(self, data: np.ndarray, filled: np.ndarray) -> None:
+        """Nudge filled values off the mosaic's nodata (strips have none, so their engine could not)."""
+        nodata = self.plan.nodata
+        if nodata is None or np.isnan(nodata) or not filled.any():
+            return
+        for b in self.bands:
+            band = data[b]
+            band[filled] = cast_to_dtype(band[filled], band.dtype, nodata)
 
     def finish(self, extra: dict[str, str]) -> None:
         """Write the provenance tags and close both files."""
@@ -808,35 +1121,31 @@ def fill_mosaic(
     t0 = time.perf_counter()
     cfg = dataclasses.replace(cfg or FillConfig(), mask_layer=None)
     out_cfg, mcfg = out_cfg or OutputConfig(), mcfg or MosaicConfig()
-    output, ref = os.fspath(output), os.fspath(ref)
+    output, ref = os.fspath(output), local_abspath(ref)  # absolute: workers may run in another folder
     sidecars = (FILL_MASK_SUFFIX,) if out_cfg.write_fill_mask else ()
     check_output(output, out_cfg, sidecars=sidecars)
     open_raster(ref, "reference").close()
     seconds: dict[str, float] = {}
     with timed(seconds, "plan"):
         plan = plan_mosaic(scenes, mcfg, nodata=cfg.nodata)
-        strips = make_strips(plan, mcfg.strip_rows, cfg.tiles.size + cfg.tiles.overlap)
     profile = _profile(plan, out_cfg)
-    result = MosaicResult(output, (plan.height, plan.width), len(plan.scenes), len(strips), aoi=plan.aoi_source)
-    folder = out_cfg.tmpdir or os.path.dirname(os.path.abspath(output))
+    folder = os.path.abspath(out_cfg.tmpdir or os.path.dirname(os.path.abspath(output)))
     workdir = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", suffix=".strips", dir=folder)
     tmp, tmp_mask = temp_path(output, None, ".tif"), temp_path(output + FILL_MASK_SUFFIX, None, ".tif")
     try:
+        with timed(seconds, "fit"):
+            fit = fit_mosaic(plan, ref, cfg, workdir)
+            strips = make_strips(plan, mcfg.strip_rows, fit.margin, fit.quantum)
+        result = MosaicResult(
+            output, (plan.height, plan.width), len(plan.scenes), len(strips), aoi=plan.aoi_source, shift=fit.shift
+        )
         with removing_on_error(tmp, tmp_mask):
             with timed(seconds, "strips"):
                 target = (tmp, tmp_mask, profile, out_cfg.cog)
                 asm = _run_strips(
-                    plan,
-                    strips,
-                    ref,
-                    cfg,
-                    workdir,
-                    target,
-                    result,
-                    where=where,
-                    progress=progress,
-                    on_cluster=on_cluster,
-                )
+                    plan, strips, ref, fit, workdir, target, result,
+                    where=where, progress=progress, on_cluster=on_cluster,
+                )  # fmt: skip
             asm.finish(_mosaic_tags(plan, mcfg, ref, output, out_cfg, len(strips)))
             with timed(seconds, "finalize"):
                 finalize(tmp, output, profile, cog=out_cfg.cog, tmpdir=None)  # next to the output: os.replace
@@ -856,7 +1165,7 @@ def _run_strips(
     plan: MosaicPlan,
     strips: list[Strip],
     ref: str,
-    cfg: FillConfig,
+    fit: MosaicFit,
     workdir: str,
     target: tuple[str, str, dict[str, Any], bool],
     result: MosaicResult,
@@ -872,8 +1181,12 @@ def _run_strips(
         result.cluster = info
         if on_cluster:
             on_cluster(info)
-        futures = {client.submit(fill_strip, strip_plan(plan, s), s, ref, cfg, workdir, pure=False): s for s in strips}
-        asm = _Assembly(plan, *target)
+        sample = client.scatter(fit.sample)  # sent once, not with every task
+        futures = {
+            client.submit(fill_strip, strip_plan(plan, s), s, ref, fit.cfg, workdir, sample, fit.shift, pure=False): s
+            for s in strips
+        }
+        asm = _Assembly(plan, fit.bands, *target)
         try:
             for future in as_completed(futures):  # type: ignore[no-untyped-call]
                 try:

@@ -186,8 +186,12 @@ def _open_inputs(
     cfg: FillConfig,
     filler: Filler | None,
     tmpdir: str | None,
+    shift: tuple[float, float] | None = None,
 ) -> _Inputs:
-    """Open and validate every input; close what was opened when a later one fails."""
+    """Open and validate every input; close what was opened when a later one fails.
+
+    A given `shift` is used as it is (no co-registration estimate).
+    """
     hr_path, ref_path = os.fspath(hr_path), os.fspath(ref_path)
     mask = None if mask_path is None else os.fspath(mask_path)
     with contextlib.ExitStack() as stack:
@@ -196,8 +200,7 @@ def _open_inputs(
         ref_src = open_raster(ref_path, "reference")
         stack.callback(ref_src.close)
         ref_indexes = cfg.ref_indexes or default_ref_indexes(ref_src, len(hr.indexes))
-        shift = (0.0, 0.0)
-        if cfg.coregister:
+        if shift is None and cfg.coregister:
             from extendgan_geo.io.coregister import estimate_shift
 
             shift = estimate_shift(hr, ref_src, ref_indexes, nodata=cfg.ref_nodata)
@@ -207,7 +210,7 @@ def _open_inputs(
             indexes=ref_indexes,
             nodata=cfg.ref_nodata,
             resampling=cfg.resampling,
-            shift=shift,
+            shift=shift or (0.0, 0.0),
             tmpdir=tmpdir,
         )
         stack.callback(ref.close)
@@ -273,6 +276,8 @@ def fill_raster(
     mask: str | os.PathLike[str] | None = None,
     filler: Filler | None = None,
     progress: Progress | None = None,
+    sample: TileBatch | None = None,
+    shift: tuple[float, float] | None = None,
 ) -> FillResult:
     """Fill the gaps of an HR raster guided by a reference, writing a georeferenced GeoTIFF or COG.
 
@@ -288,6 +293,9 @@ def fill_raster(
         mask: vector file of gap polygons or a raster mask (non-zero = gap), optional.
         filler: a custom filler instead of `cfg.method` (for research and tests).
         progress: called with (windows advanced, windows in the grid) after each window row.
+        sample: prepare the filler on this sample (of a larger scene this raster is part of, e.g. a mosaic
+            strip) instead of on a sample of this raster, so that scene-wide statistics are shared.
+        shift: (dx, dy) reference shift in HR pixels to apply instead of estimating one (`cfg.coregister`).
 
     Returns:
         A FillResult with pixel counts and timings.
@@ -301,7 +309,7 @@ def fill_raster(
     check_output(output, out_cfg, sidecars=(FILL_MASK_SUFFIX,) if out_cfg.write_fill_mask else ())
     if out_cfg.uncertainty:
         check_output(os.fspath(out_cfg.uncertainty), out_cfg)
-    inputs = _open_inputs(hr_path, ref_path, mask, cfg, filler, out_cfg.tmpdir)
+    inputs = _open_inputs(hr_path, ref_path, mask, cfg, filler, out_cfg.tmpdir, shift)
     cfg = _fit_tiles(cfg, inputs)
     try:
         if out_cfg.uncertainty:
@@ -313,7 +321,7 @@ def fill_raster(
         # GDAL_CACHEMAX is left to the process (the CLI sets it): set through rasterio.Env it slows GDAL's COG
         # driver by ~1.5x (measured, docs/benchmarks.md).
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True):
-            result = _run(inputs, cfg, out_cfg, output, progress)
+            result = _run(inputs, cfg, out_cfg, output, progress, sample)
     finally:
         inputs.close()
     result.seconds["total"] = time.perf_counter() - t0
@@ -321,7 +329,14 @@ def fill_raster(
     return result
 
 
-def _run(inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, progress: Progress | None) -> FillResult:
+def _run(
+    inputs: _Inputs,
+    cfg: FillConfig,
+    out_cfg: OutputConfig,
+    output: str,
+    progress: Progress | None,
+    sample: TileBatch | None = None,
+) -> FillResult:
     """Scan the gap, copy the HR raster to a temporary file, patch the gap units, finalize."""
     hr = inputs.hr
     profile = output_profile(hr.src, out_cfg, nodata=hr.nodata)
@@ -330,7 +345,7 @@ def _run(inputs: _Inputs, cfg: FillConfig, out_cfg: OutputConfig, output: str, p
     with timed(seconds, "scan"):
         scan = reader.scan()
     with timed(seconds, "sample"):
-        inputs.filler.prepare(_sample(inputs, reader))
+        inputs.filler.prepare(_sample(inputs, reader) if sample is None else sample)
     tmp = temp_path(output, out_cfg.tmpdir, ".tif")
     mask_out = output + FILL_MASK_SUFFIX
     tmp_mask = temp_path(mask_out, out_cfg.tmpdir, ".tif")

@@ -157,6 +157,10 @@ def test_rerun_skips_finished_jobs_and_a_changed_option_does_not(inputs, tmp_pat
     assert [r.status for r in again.results] == ["skipped", "failed", "skipped"]
     assert out.stat().st_mtime_ns == stamp
     assert again.results[0].filled_pixels == first.results[0].filled_pixels  # read back from the tags
+    # the total counts what this run filled (nothing), as the JSON report does; the skipped row, what is on disk
+    assert again.to_dict()["filled_pixels"] == 0 == again.filled_pixels() < first.filled_pixels()
+    total = next(line for line in again.table().splitlines() if line.startswith("total"))
+    assert total.split()[:3] == ["total", "3", "0"] and "by this run" in total
 
     changed = run_batch(read_manifest(manifest, {"mask_buffer": 1}), client)
     assert [r.status for r in changed.results] == ["failed"] * 3
@@ -196,7 +200,7 @@ def test_hr_glob_with_one_reference_and_one_gap_layer(make_raster, make_referenc
     for i in range(2):
         codes = read(out / f"s{i}.tif{FILL_MASK_SUFFIX}")[0]
         assert (codes[8:40, 8:40] == 1).all() and codes.sum() == 32 * 32
-    with pytest.raises(ConfigError, match="matches no file"):
+    with pytest.raises(ConfigError, match="matches no HR file"):
         jobs_from_glob(str(scenes / "*.jp2"), str(ref), str(out))
 
 
@@ -350,3 +354,113 @@ def test_existing_scheduler_is_used_and_an_unreachable_one_is_one_line(inputs, t
     monkeypatch.setattr("extendgan_geo.batch._CONNECT_TIMEOUT", "0.5s")
     with pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler 'tcp://127\.0\.0\.1:9'"):
         run_batch(jobs, ClusterOptions(scheduler="tcp://127.0.0.1:9"))
+
+
+# --- review fixes ---------------------------------------------------------------------------------------------
+
+
+def test_model_from_the_command_line_is_relative_to_the_current_folder(tmp_path, monkeypatch):
+    """Regression (review B1): a relative --model was resolved against the manifest's folder."""
+    manifest = tmp_path / "sub" / "jobs.yaml"
+    manifest.parent.mkdir()
+    rows = ["{hr: a.tif, ref: r.tif, out: a_out.tif}", "{hr: b.tif, ref: r.tif, out: b_out.tif, model: row.pt}"]
+    manifest.write_text("jobs:\n" + "".join(f"  - {row}\n" for row in rows))
+    monkeypatch.chdir(tmp_path)
+    a, b = read_manifest(manifest, {"model": "models/cli.pt"})
+    assert a.cfg.model == str(tmp_path / "models" / "cli.pt")  # the command line's: the current folder
+    assert b.cfg.model == str(tmp_path / "sub" / "row.pt")  # the manifest's own: its folder
+    manifest.write_text("defaults:\n  model: d.pt\njobs:\n  - {hr: a.tif, ref: r.tif, out: a_out.tif}\n")
+    (c,) = read_manifest(manifest, {"model": "models/cli.pt"})
+    assert c.cfg.model == str(tmp_path / "sub" / "d.pt")  # the manifest's defaults: its folder
+
+
+def test_glob_jobs_have_absolute_paths(make_raster, tmp_path, monkeypatch):
+    """Regression (review B7): relative paths broke on workers in another folder (--scheduler)."""
+    make_raster("g0.tif", height=SIZE, width=SIZE)
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    (job,) = jobs_from_glob("g*.tif", "ref.tif", "out", mask="gaps.gpkg")
+    assert (job.hr, job.ref, job.mask, job.out) == tuple(
+        str(tmp_path / p) for p in ("g0.tif", "ref.tif", "gaps.gpkg", "out/g0.tif")
+    )
+
+
+def test_glob_run_resumes_when_the_pattern_also_matches_its_outputs(make_raster, make_reference, tmp_path, client):
+    """Regression (review B2): `--hr-glob 'scenes/**/*.tif' -o scenes/filled` matched its own outputs on a rerun and
+    stopped with "output ... is one of its inputs"."""
+    scenes = tmp_path / "scenes"
+    (scenes / "filled").mkdir(parents=True)
+    (scenes / "sub").mkdir()
+    make_raster("scenes/s0.tif", height=SIZE, width=SIZE)
+    make_raster("scenes/sub/s1.tif", height=SIZE, width=SIZE, seed=1)
+    ref = make_reference(height=SIZE, width=SIZE)
+    pattern, out = str(scenes / "**" / "*.tif"), str(scenes / "filled")
+
+    def jobs() -> list[Job]:
+        found = jobs_from_glob(pattern, str(ref), out)
+        return [Job(j.name, j.hr, j.ref, j.out, j.mask, CFG, j.out_cfg, j.where) for j in found]
+
+    first = run_batch(jobs(), client)
+    assert [r.status for r in first.results] == ["done", "done"]
+    assert sorted(os.listdir(scenes / "filled")) == [
+        "s0.tif",
+        "s0.tif" + FILL_MASK_SUFFIX,
+        "s1.tif",
+        "s1.tif" + FILL_MASK_SUFFIX,
+    ]
+    again = jobs()
+    assert [j.name for j in again] == ["s0.tif", "s1.tif"]  # not the outputs nor their sidecars
+    assert [r.status for r in run_batch(again, client).results] == ["skipped", "skipped"]
+    with pytest.raises(ConfigError, match=r"matches no HR file \(4 left out"):
+        jobs_from_glob(str(scenes / "filled" / "*.tif"), str(ref), out)
+
+
+def test_a_stale_fill_mask_is_never_paired_with_a_new_output(inputs, tmp_path, client, monkeypatch):
+    """Regression (review B6): a run stopped between moving the output and its sidecar left the old sidecar next
+    to an output with the new signature, and the next run skipped the job."""
+    manifest = three_jobs_csv(tmp_path)
+    assert run_batch(read_manifest(manifest), client).results[0].status == "done"
+    out = inputs["out"] / "a.tif"
+    sidecar = str(out) + FILL_MASK_SUFFIX
+    replace = os.replace
+
+    def dies_before_the_sidecar(src: str, dst: str) -> None:
+        if str(dst) == sidecar:  # after the output was moved into place
+            raise OSError("killed")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dies_before_the_sidecar)
+    stopped = run_batch(read_manifest(manifest, {"mask_buffer": 1, "overwrite": True}), client)
+    monkeypatch.setattr(os, "replace", replace)
+    assert stopped.results[0].status == "failed" and "killed" in stopped.results[0].error
+    assert tags(out)["EGAN_MASK_BUFFER_PX"] == "1" and not os.path.exists(sidecar)  # the old sidecar is gone
+    resumed = run_batch(read_manifest(manifest, {"mask_buffer": 1}), client)
+    assert resumed.results[0].status == "done"  # recomputed, not skipped
+    assert tags(sidecar)[SIGNATURE_TAG] == tags(out)[SIGNATURE_TAG] == resumed.results[0].signature
+    assert run_batch(read_manifest(manifest, {"mask_buffer": 1}), client).results[0].status == "skipped"
+    with rasterio.open(sidecar, "r+") as dst:  # a sidecar of another signature is not this output's
+        dst.update_tags(**{SIGNATURE_TAG: "0" * 64})
+    assert run_batch(read_manifest(manifest, {"mask_buffer": 1}), client).results[0].status == "done"
+
+
+def test_memory_limit_zero_means_no_limit():
+    """Regression (review B5): --memory-limit 0 started workers with Dask's automatic limit."""
+    from extendgan_geo.batch import _memory_limit
+    from extendgan_geo.cli.batch import _cluster
+
+    opts = {"workers": 1, "threads_per_worker": 1, "scheduler": None, "processes": False}
+    assert _cluster({**opts, "memory_limit": "0"}).memory_limit == 0
+    assert _cluster({**opts, "memory_limit": "auto"}).memory_limit == "auto"
+    assert [_memory_limit(v) for v in (0, "0", "none", None, "", "auto", "4GiB")] == [
+        0,
+        0,
+        0,
+        "auto",
+        "auto",
+        "auto",
+        "4GiB",
+    ]
+    from extendgan_geo.batch import dask_client
+
+    with dask_client(ClusterOptions(workers=1, memory_limit=0, processes=False)) as (c, _):
+        assert [w["memory_limit"] for w in c.scheduler_info()["workers"].values()] in ([0], [None])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import geopandas as gpd
@@ -21,8 +23,8 @@ from scipy import ndimage
 
 from extendgan_geo.cli.batch import mosaic
 from extendgan_geo.config import FillConfig, OutputConfig, TileConfig
-from extendgan_geo.errors import BandMismatchError, ConfigError, InputError, OutputExistsError
-from extendgan_geo.mosaic import MosaicConfig, fill_mosaic, plan_mosaic, seam_band
+from extendgan_geo.errors import BandMismatchError, ConfigError, GridMismatchError, InputError, OutputExistsError
+from extendgan_geo.mosaic import MosaicConfig, fill_mosaic, make_strips, plan_mosaic, seam_band
 from extendgan_geo.pipeline import FILL_MASK_SUFFIX
 
 from .conftest import HR_CRS, HR_ORIGIN, HR_RES, scene
@@ -151,7 +153,8 @@ def test_mosaic_fills_the_gap_and_keeps_scene_pixels_outside_the_seam_buffer(sce
         scenes, ref, out, CFG, OutputConfig(), MosaicConfig(seam_buffer=SEAM, strip_rows=32), where=client,
         progress=lambda n, total: steps.append((n, total)),
     )  # fmt: skip
-    assert result.strips == 4 == len(steps) and steps[-1] == (1, 4)
+    # strips start on multiples of lcm(stride 24, reference cell 3, scan cell 16) = 48 rows: 32 -> 48 rows a strip
+    assert result.strips == 2 == len(steps) and steps[-1] == (1, 2)
     expected, owner = composite()
     band = expected_band(owner, SEAM)
     inside = pixel_mask(hull())
@@ -247,7 +250,7 @@ def test_cli_mosaic(scenes, ref, tmp_path):
     args = [*scenes, "--ref", ref, "-o", out, "--seam-buffer", "8", "--strip-rows", "48", "--threads"]
     args += ["--workers", "2", "--method", "match", "--ref-bidx", "2,3,4,5", "--tile", "32", "--overlap", "8"]
     result = run_cli(*args)
-    assert "mosaic of 3 scene(s), 160x120 px, in 3 strip(s)" in result.stderr
+    assert "mosaic of 3 scene(s), 160x120 px, in 2 strip(s)" in result.stderr
     assert "LocalCluster" in result.stderr
     expected, owner = composite()
     keep = (owner >= 0) & ~expected_band(owner, SEAM)
@@ -265,10 +268,160 @@ def run_cli(*args: Any, code: int = 0) -> Result:
     return result
 
 
-def test_a_failing_strip_stops_the_mosaic_with_its_error_and_leaves_nothing(scenes, ref, tmp_path, client):
+def test_bad_settings_fail_before_any_strip_and_leave_nothing(scenes, ref, tmp_path, client):
     out = tmp_path / "bad.tif"
     bad = FillConfig(ref_indexes=(2, 3, 4, 9), method="match", tiles=TileConfig(size=32, overlap=8))
-    with pytest.raises(BandMismatchError, match=r"^strip \d+ \(rows \d+-\d+\): ") as info:
+    with pytest.raises(BandMismatchError, match=r"--ref-bidx asks for band\(s\) \[9\]") as info:
         fill_mosaic(scenes, ref, out, bad, mcfg=MosaicConfig(strip_rows=64), where=client)
     assert "\n" not in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ref.tif", *(p.name for p in scenes)])
+
+
+@pytest.mark.parametrize("error", [BandMismatchError, GridMismatchError])
+def test_a_failing_strip_stops_the_mosaic_with_its_error_and_leaves_nothing(
+    scenes, ref, tmp_path, client, monkeypatch, error
+):
+    """Any error of a strip the reference overlaps surfaces, GridMismatchError too (it is not "no reference")."""
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise error("the engine refused this strip")
+
+    monkeypatch.setattr("extendgan_geo.mosaic.fill_raster", failing)  # workers are threads of this process
+    with pytest.raises(error, match=r"^strip \d+ \(rows \d+-\d+\): the engine refused") as info:
+        fill_mosaic(scenes, ref, tmp_path / "bad.tif", CFG, mcfg=MosaicConfig(strip_rows=48), where=client)
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ref.tif", *(p.name for p in scenes)])
+
+
+# --- strips: one global fit, strips on the window lattice ------------------------------------------------------
+
+TALL = (256, 160)  # a taller scene: several strips
+BIG_HOLE = (28, 228, 20, 140)  # rows 28-228, cols 20-140: crosses every strip boundary
+
+
+def write_raster(path: Path, data: np.ndarray, *, nodata: float | None = 0, row0: int = 0, col0: int = 0) -> Path:
+    transform = from_origin(HR_ORIGIN[0] + col0 * HR_RES, HR_ORIGIN[1] - row0 * HR_RES, HR_RES, HR_RES)
+    count, height, width = data.shape
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name,
+                       nodata=nodata, crs=HR_CRS, transform=transform, tiled=True, blockxsize=32,
+                       blockysize=32) as dst:  # fmt: skip
+        dst.write(data)
+    return path
+
+
+def tall_scene(path: Path) -> Path:
+    data = scene(*TALL).astype(np.uint16)
+    r0, r1, c0, c1 = BIG_HOLE
+    data[:, r0:r1, c0:c1] = 0
+    return write_raster(path, data)
+
+
+COREG = FillConfig(
+    ref_indexes=(2, 3, 4, 5), method="match", tiles=TileConfig(size=32, overlap=8), mask_buffer=2, coregister=True
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "cfg", "seam", "rows"),
+    [
+        ("tall", CFG, 0.0, (16, 100)),  # the review's case: one scene, a 200x120 hole, a reference in EPSG:4326
+        ("tall", COREG, 0.0, (16,)),  # --coregister (one shift for all) and --mask-buffer
+        ("3 scenes", CFG, SEAM, (16,)),  # seams regenerated across strip boundaries
+    ],
+)
+def test_strips_meet_without_seams_a_mosaic_does_not_depend_on_strip_rows(
+    case, cfg, seam, rows, scenes, tmp_path, make_reference, client
+):
+    """Regression (review A1): every strip used to fit its own scene statistics and window grid: steps of up to
+    ~150 DN at strip boundaries. The filler is now prepared once on the whole mosaic and strips start on the
+    window lattice, so a mosaic in many strips equals, bit for bit, the same mosaic in one strip."""
+    if case == "tall":
+        paths = [tall_scene(tmp_path / "tall.tif")]
+        crs = HR_CRS if cfg.coregister else "EPSG:4326"  # --coregister shifts a reference in the HR CRS only
+        ref = make_reference("ref_tall.tif", height=TALL[0], width=TALL[1], crs=crs)
+    else:
+        paths, ref = scenes, make_reference(height=H, width=W)
+    outs = {}
+    for n in (*rows, 4096):
+        out = tmp_path / f"m{n}.tif"
+        mcfg = MosaicConfig(strip_rows=n, seam_buffer=seam)
+        res = fill_mosaic(paths, ref, out, cfg, OutputConfig(cog=False), mcfg, where=client)
+        outs[n] = (read(out), read(str(out) + FILL_MASK_SUFFIX), res)
+    single, codes, res1 = outs[4096]
+    assert res1.strips == 1 and res1.filled_pixels > 1000 and res1.unfilled_pixels == 0
+    if cfg.coregister:
+        assert res1.shift != (0.0, 0.0) and all(abs(v) < 1 for v in res1.shift)
+    for n in rows:
+        got, got_codes, res = outs[n]
+        assert res.strips >= (5 if case == "tall" and n == 16 else 2) and res.shift == res1.shift
+        assert np.array_equal(got, single), f"{n} rows: max diff {np.abs(got.astype(int) - single).max()}"
+        assert np.array_equal(got_codes, codes) and res.filled_pixels == res1.filled_pixels
+
+
+def test_strips_start_on_the_lattice_and_their_margins_hold_every_window_of_their_core():
+    cases = [(1000, 300, 40, 48), (97, 16, 34, 48), (5000, 2048, 256, 192), (30, 64, 8, 8), (500, 16, 300, 8)]
+    for height, rows, margin, quantum in cases:
+        plan = SimpleNamespace(height=height)
+        strips = make_strips(plan, rows, margin, quantum)  # type: ignore[arg-type]
+        assert strips[0].rows[0] == 0 and strips[-1].rows[1] == height
+        for a, b in itertools.pairwise(strips):
+            assert a.rows[1] == b.rows[0] > a.rows[0]
+        for s in strips:
+            assert s.ext[0] % quantum == 0 and (s.ext[0] == 0 or s.rows[0] - s.ext[0] >= margin)
+            assert s.ext[1] == min(height, s.rows[1] + margin)
+
+
+def test_a_later_scene_pixel_equal_to_the_mosaic_nodata_is_kept_and_fills_never_equal_it(tmp_path, client):
+    """Regression (review B4): the mosaic's nodata is the first scene's (0); a later scene without nodata has valid
+    zeros. They used to be taken for holes and refilled."""
+    t = truth()
+    a = t[:, :, :90].copy()
+    a[:, 30:60, 20:50] = 0  # a hole of scene a: gap
+    b = t[:, :, 80:].copy()
+    b[1, 10:20, 40:60] = 0  # valid zeros of scene b (no nodata), band 2
+    pa = write_raster(tmp_path / "a.tif", a)
+    pb = write_raster(tmp_path / "b.tif", b, nodata=None, col0=80)
+    ref = tmp_path / "zeros.tif"  # a reference of zeros (valid: its nodata is -1): --method reference fills 0
+    with rasterio.open(ref, "w", driver="GTiff", width=W // 6 + 2, height=H // 6 + 2, count=4, dtype="float32",
+                       nodata=-1, crs=HR_CRS, transform=from_origin(HR_ORIGIN[0] - 24, HR_ORIGIN[1] + 24, 24, 24),
+                       ) as dst:  # fmt: skip
+        dst.write(np.zeros((4, H // 6 + 2, W // 6 + 2), np.float32))
+    cfg = FillConfig(method="reference", tiles=TileConfig(size=32, overlap=8))
+    out = tmp_path / "m.tif"
+    result = fill_mosaic([pa, pb], ref, out, cfg, OutputConfig(cog=False), MosaicConfig(strip_rows=16), where=client)
+    got, codes = read(out), read(str(out) + FILL_MASK_SUFFIX)[0]
+    with rasterio.open(out) as src:
+        assert src.nodata == 0
+    assert np.array_equal(got[:, :, 80:], b) and (got[1, 10:20, 120:140] == 0).all()  # scene b, bit for bit
+    assert (codes[:, 80:] == 0).all()
+    assert result.gap_pixels == 30 * 30 == result.filled_pixels and (codes[30:60, 20:50] == 1).all()
+    assert (got[:, 30:60, 20:50] == 1).all()  # the reference's 0 is the nodata: nudged to 1, as `fill` does
+
+
+def test_a_strip_the_reference_misses_is_left_unfilled_but_a_coregister_failure_is_an_error(
+    tmp_path, make_reference, client
+):
+    """Regression (review B3): only a reference disjoint from a strip means "no reference there"; any other error,
+    such as --coregister finding too few common pixels, used to be swallowed the same way."""
+    data = scene(*TALL).astype(np.uint16)
+    data[:, :100] = 0  # the scene's top rows have no data (the reference covers only those)
+    data[:, 150:200, 40:100] = 0  # a hole, far below the reference
+    path = write_raster(tmp_path / "s.tif", data)
+    ref = make_reference("ref_top.tif", height=48, width=TALL[1], crs=HR_CRS)
+    out = tmp_path / "m.tif"
+    result = fill_mosaic([path], ref, out, CFG, OutputConfig(cog=False), MosaicConfig(strip_rows=48), where=client)
+    assert result.gap_pixels == 50 * 60 == result.unfilled_pixels and result.filled_pixels == 0
+    assert "left unfilled: the reference has no data there" in result.summary()
+    cfg = FillConfig(ref_indexes=(2, 3, 4, 5), method="match", tiles=TileConfig(size=32, overlap=8), coregister=True)
+    with pytest.raises(GridMismatchError, match="--coregister found only 0 pixels"):
+        fill_mosaic([path], ref, tmp_path / "c.tif", cfg, mcfg=MosaicConfig(strip_rows=48), where=client)
+    assert not (tmp_path / "c.tif").exists()
+
+
+def test_relative_paths_become_absolute_for_the_workers(scenes, ref, tmp_path, client, monkeypatch):
+    """Regression (review B7): workers in another folder (--scheduler) could not open relative paths."""
+    monkeypatch.chdir(tmp_path)
+    plan = plan_mosaic([p.name for p in scenes])
+    assert [s.path for s in plan.scenes] == [str(p) for p in scenes]
+    result = fill_mosaic([p.name for p in scenes], "ref.tif", "rel.tif", CFG, OutputConfig(cog=False), where=client)
+    assert result.filled_pixels > 0 and (tmp_path / "rel.tif").exists()

@@ -79,3 +79,26 @@ def test_coregister_recovers_a_known_shift(make_raster, make_reference, tmp_path
     hr.src.close()
     assert dx == pytest.approx(-east_m / 4, abs=0.6)
     assert dy == pytest.approx(north_m / 4, abs=0.6)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32633", "EPSG:4326"])
+def test_a_shift_moves_the_reference_by_hr_pixels_whatever_its_crs(make_raster, make_reference, crs):
+    """The co-registration shift is in HR pixels and applied on the HR grid: a geographic reference moves too."""
+    hr = HrRaster.open(make_raster(height=128, width=128), indexes=None, nodata=None)
+    ref_path = make_reference(height=128, width=128, crs=crs)
+    with rasterio.open(ref_path) as ref_src:
+        reads = []
+        for shift in ((0.0, 0.0), (3.0, -2.0)):
+            g = RefGrid.build(ref_src, hr.src, indexes=(2,), nodata=None, resampling="bilinear", shift=shift)
+            reads.append(g.read(0, 0, 128, 128)[0])
+            g.close()
+    hr.src.close()
+    still, moved = reads
+
+    # Content moves 3 px east (+col) and 2 px north (-row): moved[r, c] = still[r + 2, c - 3], up to resampling
+    # through the intermediate grid at another phase; any other offset is far worse.
+    def err(dr: int, dc: int) -> float:
+        return float(np.abs(moved[20:100, 20:100] - still[20 + dr : 100 + dr, 20 + dc : 100 + dc]).mean())
+
+    assert err(2, -3) < 1.0
+    assert min(err(dr, dc) for dr in range(-4, 5) for dc in range(-4, 5) if (dr, dc) != (2, -3)) > 3 * err(2, -3)

@@ -176,7 +176,7 @@ _CLUSTER_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
             "default": "4GiB",
             "show_default": True,
             "metavar": "SIZE|auto|0",
-            "help": "Memory limit of each worker (auto: Dask's share of RAM; 0: none).",
+            "help": "Memory limit of each worker (auto: Dask's share of RAM; 0: no limit).",
         },
     ),
     (
@@ -251,7 +251,7 @@ def _cluster(opts: dict[str, Any]) -> Any:
     return ClusterOptions(
         workers=opts["workers"],
         threads_per_worker=opts["threads_per_worker"],
-        memory_limit=None if limit.lower() in {"0", "none"} else limit,
+        memory_limit=0 if limit.lower() in {"0", "none"} else limit,  # 0: no limit (None would mean auto)
         scheduler=opts["scheduler"],
         processes=opts["processes"],
     )
@@ -386,7 +386,7 @@ def batch(ctx: click.Context, /, manifest: str | None, **opts: Any) -> None:
     type=click.IntRange(min=16),
     default=2048,
     show_default=True,
-    help="Mosaic rows per Dask task.",
+    help="Mosaic rows per Dask task (rounded to a multiple of the window stride and the reference's cell).",
 )
 @click.option("--tmpdir", type=click.Path(file_okay=False, exists=True), help="Folder for strip files [OUT's].")
 @_apply(_FILL_OPTIONS)

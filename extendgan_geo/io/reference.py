@@ -154,20 +154,21 @@ class RefGrid:
         check_indexes(indexes, ref.count, "reference", "--ref-bidx")
         overlap = footprint_overlap(hr, ref, "reference")
         src_transform = ref.transform
-        if shift != (0.0, 0.0):
-            # Move the reference by the estimated shift, expressed in HR pixels along the HR grid axes.
-            dx = shift[0] * hr.transform.a + shift[1] * hr.transform.b
-            dy = shift[0] * hr.transform.d + shift[1] * hr.transform.e
-            src_transform = Affine.translation(dx, dy) @ ref.transform
+        # Moving the reference by the estimated shift (HR pixels along the HR axes) is sampling it at positions
+        # moved the other way: the shift is applied to the destination grid, in the HR CRS, so it works
+        # whatever the reference's own CRS and units are.
+        dx = shift[0] * hr.transform.a + shift[1] * hr.transform.b
+        dy = shift[0] * hr.transform.d + shift[1] * hr.transform.e
+        dst_grid = Affine.translation(-dx, -dy) @ hr.transform
         factor = _factor(ref, hr)
         # The intermediate grid: HR-aligned, `factor` x coarser, one cell of margin on each side.
-        transform = hr.transform @ Affine.translation(-factor, -factor) @ Affine.scale(factor)
+        transform = dst_grid @ Affine.translation(-factor, -factor) @ Affine.scale(factor)
         width, height = math.ceil(hr.width / factor) + 2, math.ceil(hr.height / factor) + 2
         vrt = WarpedVRT(
             ref,
             src_transform=src_transform,
             crs=hr.crs,
-            transform=transform if factor > 1 else hr.transform,
+            transform=transform if factor > 1 else dst_grid,
             width=width if factor > 1 else hr.width,
             height=height if factor > 1 else hr.height,
             resampling=Resampling[resampling],
