@@ -218,7 +218,7 @@ def footprint(src: DatasetReader, crs: CRS) -> Any:
     oh, ow = -(-src.height // f), -(-src.width // f)
     masks = src.read_masks(out_shape=(src.count, oh, ow), resampling=Resampling.nearest)
     valid = (masks > 0).all(axis=0)
-    t = src.transform * Affine.scale(src.width / ow, src.height / oh)
+    t = src.transform @ Affine.scale(src.width / ow, src.height / oh)
     geoms = [shape(g) for g, _ in shapes(valid.astype(np.uint8), mask=valid, transform=t)]
     poly = shapely.union_all(geoms) if geoms else shapely.Polygon()
     if src.crs != crs and not poly.is_empty:
@@ -305,8 +305,8 @@ def _place(src: DatasetReader, index: int, crs: CRS, transform: Affine, width: i
         return Scene(src.name, index, window, (r, c))
     b = _bounds_in(src, crs)
     inv = ~transform
-    c0, r0 = inv * (b[0], b[3])
-    c1, r1 = inv * (b[2], b[1])
+    c0, r0 = inv @ (b[0], b[3])
+    c1, r1 = inv @ (b[2], b[1])
     window = (
         max(0, math.floor(r0 + _EPS)),
         min(height, math.ceil(r1 - _EPS)),
