@@ -33,9 +33,7 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
         elif isinstance(module, nn.Linear):
             total += out.numel() * module.in_features
 
-    handles = [
-        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad():
         model(*inputs)
     for h in handles:
@@ -174,9 +172,7 @@ def main() -> None:
         row["train_crop"] = cfg.crop
         row["train_batch"] = cfg.batch_size
         rows.append(row)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
-    )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     keys = list(dict.fromkeys(k for r in rows for k in r))
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
