@@ -66,8 +66,10 @@ def main() -> None:
     print("|---|---|---|---|")
     for m in ("gan", "match"):
         sel = [x for x in rows if x[2] == m]
-        print(f"| {m} | {len(sel)} | {statistics.median(x[3] for x in sel if np.isfinite(x[3])) if any(np.isfinite(x[3]) for x in sel) else float("nan"):.2f} | "
-              f"{statistics.median(x[4] for x in sel):.2f} |")  # fmt: skip
+        rhos = [x[3] for x in sel if np.isfinite(x[3])]  # NaN: a constant uncertainty over the gap
+        rho = statistics.median(rhos) if rhos else float("nan")
+        ratio = statistics.median(x[4] for x in sel)
+        print(f"| {m} | {len(sel)} | {rho:.2f} | {ratio:.2f} |")
     print("\n| file | factor | method | rho | ratio |\n|---|---|---|---|---|")
     for x in rows:
         print(f"| {x[0]} | {x[1]:g} | {x[2]} | {x[3]:.2f} | {x[4]:.2f} |")
