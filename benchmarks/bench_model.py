@@ -18,6 +18,7 @@ from torch import nn
 
 from extendgan_geo.model.discriminator import Discriminator
 from extendgan_geo.model.generator import Generator, GeneratorConfig
+from extendgan_geo.model.layers import GatedConv2d
 from extendgan_geo.training.config import PRESETS, TrainConfig
 
 
@@ -27,13 +28,18 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
 
     def hook(module: nn.Module, args: Any, out: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, GatedConv2d):
+            # Feature and gate convolutions run as one fused call (not through the Conv2d modules).
+            conv = module.feature
+            total += 2 * out.numel() * conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels
+        elif isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
             total += out.numel() * k
         elif isinstance(module, nn.Linear):
             total += out.numel() * module.in_features
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    kinds = (nn.Conv2d, nn.Linear, GatedConv2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     with torch.no_grad():
         model(*inputs)
     for h in handles:
@@ -97,11 +103,12 @@ def time_training(preset: str, bands: int, repeats: int) -> float:
 DEFAULT = GeneratorConfig(bands=1, ref_bands=1, width=8, bandwise=True, residual=True)
 
 
-def speed_pair(bands: int, repeats: int) -> dict[str, float]:
+def speed_pair(bands: int, repeats: int, channels_last: bool = False) -> dict[str, float]:
     """Forward time per 256 x 256 tile of the default and the paper generator, interleaved in one run (fp32)."""
-    default = Generator(DEFAULT).eval()
-    paper = Generator(GeneratorConfig(bands=bands, ref_bands=bands, width=32)).eval()
-    x = torch.randn(1, bands, 256, 256)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    default = Generator(DEFAULT).eval().to(memory_format=fmt)
+    paper = Generator(GeneratorConfig(bands=bands, ref_bands=bands, width=32)).eval().to(memory_format=fmt)
+    x = torch.randn(1, bands, 256, 256).to(memory_format=fmt)
     gap = torch.zeros(1, 1, 256, 256)
     gap[..., 128:] = 1
     times: dict[str, list[float]] = {"default": [], "paper": []}
@@ -130,10 +137,14 @@ def main() -> None:
     parser.add_argument("--bf16-repeats", type=int, default=1, help="bf16 can be very slow on CPUs without bf16 units")
     parser.add_argument("--skip-bf16", default="", help="comma-separated presets whose bf16 timing is skipped")
     parser.add_argument("--pair", action="store_true", help="only the default-vs-paper forward timing")
+    parser.add_argument("--channels-last", action="store_true", help="both networks in channels-last layout")
     args = parser.parse_args()
     if args.pair:
-        res = speed_pair(args.bands, args.repeats)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.bands} bands, 256 x 256, fp32")
+        res = speed_pair(args.bands, args.repeats, args.channels_last)
+        layout = "channels-last" if args.channels_last else "contiguous"
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.bands} bands, 256 x 256, fp32, {layout}"
+        )
         print("| generator | params M | GMACs | ms median | ms min |")
         print("|---|---|---|---|---|")
         print(f"| default (bandwise w8) | {res['default_params_M']:.3f} | {res['default_gmacs']:.2f} | "

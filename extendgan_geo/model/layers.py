@@ -60,13 +60,18 @@ class LARN(nn.Module):
             moved = (xp - mu_p) / sd_p * sd_q * self.gamma + mu_q * self.beta
             return moved * m + x * known
         # Eq. 5-8 from spatial sums (one pass over x m, x x m, x and x x), then known * x + m * moved rewritten
-        # as x + m (a x + b): far fewer full-size temporaries than the two-pass form. The sums are taken in fp32
-        # on x shifted by its per-channel mean, so neither bf16 autocast nor a large mean cancels the variance.
+        # as x + m (a x + b): far fewer full-size temporaries than the two-pass form. Under reduced precision
+        # (bf16 autocast) the sums are taken in fp32 on x shifted by its per-channel mean, so the variance does
+        # not cancel; fp32 features (|mean| / std far below 1e3 after gating) need neither.
         eps = self.eps
         dims = (2, 3)
         xf, mf = x.float(), m.float()
-        shift = xf.mean(dim=dims, keepdim=True).detach()
-        xs = xf - shift
+        if x.dtype == torch.float32:
+            shift = torch.zeros((), dtype=xf.dtype, device=xf.device)
+            xs = xf
+        else:
+            shift = xf.mean(dim=dims, keepdim=True).detach()
+            xs = xf - shift
         xm = xs * mf
         s_m = mf.sum(dim=dims, keepdim=True)
         s_xm = xm.sum(dim=dims, keepdim=True)
@@ -84,7 +89,8 @@ class LARN(nn.Module):
         mu_q = mu_q + shift * s_k / (eps + s_k)
         a = self.gamma * sd_q / sd_p
         b = self.beta * mu_q - a * mu_p
-        return (xf + mf * ((a - 1.0) * xf + b)).to(x.dtype)
+        out = xf + mf * ((a - 1.0) * xf + b)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
     def _code_std(self, z: Tensor, w: Tensor, mu: Tensor) -> Tensor:
         """The authors' sigma: sqrt(sum((z w - mu)^2) / (sum w + eps) + eps), over every pixel."""
