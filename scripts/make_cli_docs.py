@@ -24,6 +24,8 @@ def main() -> None:
         (["fill"], "egan-fill fill"),
         (["train"], "egan-fill train"),
         (["evaluate"], "egan-fill evaluate"),
+        (["batch"], "egan-fill batch"),
+        (["mosaic"], "egan-fill mosaic"),
     ):
         text = runner.invoke(cli, [*args, "--help"], prog_name="egan-fill", terminal_width=110).output
         parts.append(f"## `{title}`\n\n```text\n{text.rstrip()}\n```\n")

@@ -57,7 +57,12 @@ def test_georeferencing_and_metadata_preserved(make_raster, make_reference, tmp_
         )
         assert b.descriptions == a.descriptions
         tags = b.tags()
-        assert tags["EGAN_METHOD"] == "match"
+        # The default method (auto) uses the bundled band-agnostic generator.
+        from extendgan_geo.fillers.gan import bundled_model
+        from extendgan_geo.model.checkpoint import file_sha256
+
+        assert tags["EGAN_METHOD"] == "gan"
+        assert tags["EGAN_MODEL_SHA256"] == file_sha256(bundled_model())
         assert tags["EGAN_TILE"] == "256" and tags["EGAN_BLEND"] == "cosine"
         assert tags["EGAN_REFERENCE"] == "ref.tif"
         assert int(tags["EGAN_FILLED_PIXELS"]) == hole(300, 340).sum()

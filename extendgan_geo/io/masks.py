@@ -115,7 +115,7 @@ class VectorGaps:
         from shapely import box
 
         t = window_transform(Window(col_off, row_off, width, height), self.transform)
-        xs, ys = zip(t * (0, 0), t * (width, height), strict=True)
+        xs, ys = zip(t @ (0, 0), t @ (width, height), strict=True)
         hits = self.tree.query(box(min(xs), min(ys), max(xs), max(ys)))
         if len(hits) == 0:
             return np.zeros(shape, dtype=bool)
