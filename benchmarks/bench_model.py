@@ -143,7 +143,8 @@ def main() -> None:
         res = speed_pair(args.bands, args.repeats, args.channels_last)
         layout = "channels-last" if args.channels_last else "contiguous"
         print(
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.bands} bands, 256 x 256, fp32, {layout}"
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.bands} bands, 256 x 256, "
+            f"fp32, {layout}"
         )
         print("| generator | params M | GMACs | ms median | ms min |")
         print("|---|---|---|---|---|")
