@@ -205,10 +205,16 @@ def evaluate(
     methods = [*cfg.methods, *(os.path.splitext(os.path.basename(m))[0] for m in cfg.models)]
     if len(set(methods)) != len(methods):
         raise ConfigError(f"method names must be unique, got {methods}; rename the --model-eval files")
+    from extendgan_geo.figures import case_panel, metrics_chart
+
+    # Everything is made in a hidden folder inside `out_dir` and moved out only when the whole evaluation
+    # succeeded: a failed run adds nothing to `out_dir`.
     try:
         origins = _crop_origins(hr, cfg.crop, cfg.cases, cfg.seed)
         refs: list[float | None] = list(cfg.factors) or [None]
-        with tempfile.TemporaryDirectory(prefix="egan-eval-", dir=out_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix=".egan-eval-", dir=out_dir) as tmp:
+            staged = os.path.join(tmp, "out")
+            os.makedirs(staged)
             for i, (r, c) in enumerate(origins):
                 for factor in refs:
                     for layout in cfg.layouts:
@@ -217,20 +223,19 @@ def evaluate(
                             progress(name)
                         case = _run_case(hr, name, r, c, layout, factor, ref_path, gaps_path, cfg, methods, tmp)
                         rows.extend(_score(case, cfg, methods, factor, ref_path, hr))
-                        from extendgan_geo.figures import case_panel
-
-                        png = os.path.join(out_dir, f"{name}.png")
+                        png = os.path.join(staged, f"{name}.png")
                         case_panel(case, methods, png, rgb=cfg.rgb)
                         files.append(png)
+            files.extend(_write_tables(rows, cfg, staged, truth_path, ref_path, methods))
+            chart = os.path.join(staged, "metrics.png")
+            metrics_chart(rows, methods, chart, region="whole" if cfg.paper_protocol else "gap")
+            files.append(chart)
+            final = [os.path.join(out_dir, os.path.basename(f)) for f in files]
+            for src, dst in zip(files, final, strict=True):
+                os.replace(src, dst)
     finally:
         hr.src.close()
-    files.extend(_write_tables(rows, cfg, out_dir, truth_path, ref_path, methods))
-    from extendgan_geo.figures import metrics_chart
-
-    chart = os.path.join(out_dir, "metrics.png")
-    metrics_chart(rows, methods, chart, region="whole" if cfg.paper_protocol else "gap")
-    files.append(chart)
-    return EvalResult(rows, files)
+    return EvalResult(rows, final)
 
 
 def _check_models(cfg: EvalConfig) -> None:

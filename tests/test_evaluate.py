@@ -146,3 +146,20 @@ def test_fillnodata_method_fills_from_the_edges_without_a_reference(gapped, ref4
     assert res[:, gap].min() >= known.min() and res[:, gap].max() <= known.max()
     with rasterio.open(out) as o:
         assert o.tags()["EGAN_METHOD"] == "fillnodata"
+
+
+def test_a_failing_evaluation_adds_nothing_to_the_output_folder(truth, tmp_path, monkeypatch):
+    from extendgan_geo import figures
+
+    out = tmp_path / "failing"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("chart failed")
+
+    monkeypatch.setattr(figures, "metrics_chart", boom)
+    cfg = EvalConfig(layouts=("quarter",), factors=(3.0,), methods=("match",), crop=128, cases=1)
+    with pytest.raises(RuntimeError, match="chart failed"):
+        evaluate(str(truth), str(out), cfg=cfg)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
