@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--factors", default="1.5,3,6,10")
     ap.add_argument("--cases", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/out/uncertainty.md", help="Markdown results file")
     args = ap.parse_args()
     rows = []
     for name in FILES:
@@ -62,17 +63,22 @@ def main() -> None:
                         low = e[order[: len(e) // 2]].mean()
                         rows.append((name[:20], f, method, float(rho), float(top / max(low, 1e-9))))
         hr.src.close()
-    print("| method | cases | Spearman rho (median) | error ratio top 10 % / bottom 50 % (median) |")
-    print("|---|---|---|---|")
+    lines = [
+        "| method | cases | Spearman rho (median) | error ratio top 10 % / bottom 50 % (median) |",
+        "|---|---|---|---|",
+    ]
     for m in ("gan", "match"):
         sel = [x for x in rows if x[2] == m]
         rhos = [x[3] for x in sel if np.isfinite(x[3])]  # NaN: a constant uncertainty over the gap
         rho = statistics.median(rhos) if rhos else float("nan")
         ratio = statistics.median(x[4] for x in sel)
-        print(f"| {m} | {len(sel)} | {rho:.2f} | {ratio:.2f} |")
-    print("\n| file | factor | method | rho | ratio |\n|---|---|---|---|---|")
-    for x in rows:
-        print(f"| {x[0]} | {x[1]:g} | {x[2]} | {x[3]:.2f} | {x[4]:.2f} |")
+        lines.append(f"| {m} | {len(sel)} | {rho:.2f} | {ratio:.2f} |")
+    lines += ["", "| file | factor | method | rho | ratio |", "|---|---|---|---|---|"]
+    lines += [f"| {x[0]} | {x[1]:g} | {x[2]} | {x[3]:.2f} | {x[4]:.2f} |" for x in rows]
+    print("\n".join(lines))
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -1176,6 +1176,7 @@ def _run_strips(
 ) -> _Assembly:
     """Submit the strips, write each into the mosaic as it completes; cancel the rest when one fails."""
     from distributed import as_completed
+    from distributed import wait as distributed_wait
 
     with dask_client(where) as (client, info):
         result.cluster = info
@@ -1201,6 +1202,10 @@ def _run_strips(
                     progress(1, len(strips))
         except BaseException:
             client.cancel(list(futures))
+            # Strips already running are not stopped by cancel: let them finish before the caller removes their
+            # folder, so nothing is written into it afterwards.
+            with contextlib.suppress(Exception):
+                distributed_wait(list(futures), timeout=120)
             asm.close()
             raise
     return asm

@@ -157,7 +157,7 @@ def _check_filler(filler: Filler, cfg: FillConfig, bands: int, ref_bands: int) -
         raise BandMismatchError(
             f"{ref_bands} reference band(s) are selected but the {filler.name} filler expects "
             f"{filler.ref_bands}{layout}; expected matching counts: pair one reference band with each HR band "
-            "with --ref-bidx, e.g. --ref-bidx 2,3,4,5"
+            f"with --ref-bidx, e.g. --ref-bidx {','.join(str(i) for i in range(1, bands + 1))}"
         )
     if filler.tile is not None and filler.tile != cfg.tiles.size:
         raise ConfigError(

@@ -1,7 +1,7 @@
 """Copy a trained generator into the package as the shipped default model, with its training record.
 
 Usage: python scripts/bundle_model.py runs/default/best.safetensors [--log runs/default/log.csv]
-       [--hardware "2-core AMD EPYC VM, CPU only"] [--validation benchmarks/out/quality/summary.json]
+       [--hardware "2-core AMD EPYC VM, CPU only"] [--name default]
 
 Writes extendgan_geo/weights/default.safetensors (generator tensors only) and default.json (the metadata, plus
 "training": epochs, wall time and hardware from the run's log).
