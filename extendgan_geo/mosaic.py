@@ -68,9 +68,10 @@ from extendgan_geo.engine import timed
 from extendgan_geo.errors import ConfigError, EganError, GridMismatchError, InputError
 from extendgan_geo.fillers.base import TileBatch
 from extendgan_geo.io.cog import check_output, finalize, output_profile, removing_on_error, temp_path
+from extendgan_geo.io.masks import vector_layers
 from extendgan_geo.io.raster import HrRaster, alpha_band, open_raster, require_crs
 from extendgan_geo.io.reference import RefGrid, _factor, default_ref_indexes, footprint_overlap
-from extendgan_geo.pipeline import FILL_MASK_SUFFIX, fill_raster
+from extendgan_geo.pipeline import FILL_MASK_SUFFIX, fill_raster, summary_tail
 
 logger = logging.getLogger(__name__)
 
@@ -233,18 +234,11 @@ def read_aoi(path: str, layer: str | None, crs: CRS) -> Any:
         InputError: missing or unreadable file, unknown layer, no CRS, or no polygon.
     """
     import geopandas as gpd
-    import pyogrio
     import shapely
 
     if not os.path.exists(path):
         raise InputError(f"--aoi file {path!r} does not exist; expected a polygon file (GeoPackage, GeoJSON, ...)")
-    try:
-        layers = [str(row[0]) for row in pyogrio.list_layers(path)]
-    except Exception as exc:  # pyogrio raises DataSourceError and plain OSError subclasses
-        raise InputError(
-            f"--aoi file {path!r} is not a vector file GDAL/OGR can read ({str(exc).splitlines()[0]}); "
-            "expected a GeoPackage, Shapefile or GeoJSON polygon"
-        ) from None
+    layers = vector_layers(path, "--aoi file", "polygons")
     if layer is not None and layer not in layers:
         raise InputError(f"--aoi file {path!r} has no layer {layer!r}; expected one of {layers}")
     frame = gpd.read_file(path, layer=layer or layers[0], engine="pyogrio")
@@ -972,12 +966,7 @@ class MosaicResult:
             f"filled {self.filled_pixels:,} px: {self.gap_pixels:,} gap px (no scene) and {self.seam_pixels:,} "
             "seam-buffer px",
         ]
-        if self.unfilled_pixels:
-            lines.append(f"{self.unfilled_pixels:,} px left unfilled: the reference has no data there")
-        if self.shift != (0.0, 0.0):
-            lines.append(f"reference shifted by dx={self.shift[0]:+.2f} px, dy={self.shift[1]:+.2f} px")
-        stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items() if k != "total")
-        lines.append(f"wrote {self.output} in {self.seconds.get('total', 0.0):.2f}s ({stages})")
+        lines += summary_tail(self.unfilled_pixels, self.shift, self.output, self.seconds)
         return "\n".join(lines)
 
 

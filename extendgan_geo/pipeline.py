@@ -45,6 +45,18 @@ logger = logging.getLogger(__name__)
 FILL_MASK_SUFFIX = ".fillmask.tif"
 
 
+def summary_tail(unfilled: int, shift: tuple[float, float], output: str | None, seconds: dict[str, float]) -> list[str]:
+    """The lines every run summary ends with: unfilled pixels, reference shift, output and stage timings."""
+    lines = []
+    if unfilled:
+        lines.append(f"{unfilled:,} gap px left unfilled: the reference has no data there")
+    if shift != (0.0, 0.0):
+        lines.append(f"reference shifted by dx={shift[0]:+.2f} px, dy={shift[1]:+.2f} px")
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in seconds.items() if k != "total")
+    lines.append(f"wrote {output} in {seconds.get('total', 0.0):.2f}s ({stages})")
+    return lines
+
+
 @dataclass
 class FillResult:
     """What a fill run did.
@@ -87,14 +99,7 @@ class FillResult:
                 f"({100 * self.gap_pixels / total:.2f} % of {w}x{h}) with {self.method}; "
                 f"{self.windows_computed} of {self.windows_total} windows computed"
             )
-        lines = [head]
-        if self.unfilled_pixels:
-            lines.append(f"{self.unfilled_pixels:,} gap px left unfilled: the reference has no data there")
-        if self.shift != (0.0, 0.0):
-            lines.append(f"reference shifted by dx={self.shift[0]:+.2f} px, dy={self.shift[1]:+.2f} px")
-        stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items() if k != "total")
-        lines.append(f"wrote {self.output} in {self.seconds.get('total', 0.0):.2f}s ({stages})")
-        return "\n".join(lines)
+        return "\n".join([head, *summary_tail(self.unfilled_pixels, self.shift, self.output, self.seconds)])
 
 
 @dataclass
@@ -399,15 +404,15 @@ def _unit(dst: Any) -> tuple[int, int]:
     return bh * -(-256 // bh), bw * -(-256 // bw)
 
 
-def _open_codes(path: str, hr: HrRaster, output: str) -> Any:
-    """The fill-mask sidecar: a sparse tiled uint8 GeoTIFF (unwritten blocks read as 0, "kept")."""
+def _sidecar_profile(hr: HrRaster, dtype: str, **extra: Any) -> dict[str, Any]:
+    """One-band sparse tiled GeoTIFF on the HR grid (unwritten blocks read as 0)."""
     src = hr.src
-    profile = {
+    return {
         "driver": "GTiff",
         "width": src.width,
         "height": src.height,
         "count": 1,
-        "dtype": "uint8",
+        "dtype": dtype,
         "crs": src.crs,
         "transform": src.transform,
         "tiled": True,
@@ -415,8 +420,13 @@ def _open_codes(path: str, hr: HrRaster, output: str) -> Any:
         "blockysize": 256,
         "compress": "deflate",
         "sparse_ok": True,
+        **extra,
     }
-    dst = rasterio.open(path, "w", **profile)
+
+
+def _open_codes(path: str, hr: HrRaster, output: str) -> Any:
+    """The fill-mask sidecar: a sparse tiled uint8 GeoTIFF (unwritten blocks read as 0, "kept")."""
+    dst = rasterio.open(path, "w", **_sidecar_profile(hr, "uint8"))
     dst.set_band_description(1, "0 kept, 1 filled, 2 gap left unfilled")
     dst.update_tags(EGAN_FILL_MASK="0=kept,1=filled,2=unfilled", EGAN_OUTPUT=os.path.basename(output))
     return dst
@@ -426,23 +436,7 @@ def _open_spread(path: str | None, hr: HrRaster, output: str, method: str) -> An
     """The uncertainty raster: sparse tiled float32 (unwritten blocks, outside the gap, read as 0)."""
     if path is None:
         return contextlib.nullcontext(None)
-    src = hr.src
-    profile = {
-        "driver": "GTiff",
-        "width": src.width,
-        "height": src.height,
-        "count": 1,
-        "dtype": "float32",
-        "crs": src.crs,
-        "transform": src.transform,
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-        "predictor": 3,
-        "sparse_ok": True,
-    }
-    dst = rasterio.open(path, "w", **profile)
+    dst = rasterio.open(path, "w", **_sidecar_profile(hr, "float32", predictor=3))
     how = "spread over 4 flips" if method == "gan" else "RMS residual of the window fit"
     dst.set_band_description(1, f"uncertainty of filled pixels, file units ({how}); 0 kept, NaN unfilled")
     dst.update_tags(EGAN_UNCERTAINTY=how, EGAN_OUTPUT=os.path.basename(output))

@@ -70,7 +70,7 @@ class VectorGaps:
         import pyogrio
         from shapely import STRtree, make_valid
 
-        layers = _vector_layers(path)
+        layers = vector_layers(path)
         if layer is None:
             layer = layers[0]
         elif layer not in layers:
@@ -155,7 +155,7 @@ class RasterGaps:
         self.src.close()
 
 
-def _vector_layers(path: str) -> list[str]:
+def vector_layers(path: str, role: str = "mask file", expected: str = "gap polygons, or a mask raster") -> list[str]:
     """Layer names of a vector file.
 
     Raises:
@@ -167,11 +167,11 @@ def _vector_layers(path: str) -> list[str]:
         layers = [str(row[0]) for row in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises DataSourceError and plain OSError subclasses
         raise InputError(
-            f"mask file {path!r} is not a vector file GDAL/OGR can read ({str(exc).splitlines()[0]}); "
-            "expected a GeoPackage, Shapefile or GeoJSON of gap polygons, or a mask raster"
+            f"{role} {path!r} is not a vector file GDAL/OGR can read ({str(exc).splitlines()[0]}); "
+            f"expected a GeoPackage, Shapefile or GeoJSON of {expected}"
         ) from exc
     if not layers:
-        raise InputError(f"mask file {path!r} has no layers; expected gap polygons")
+        raise InputError(f"{role} {path!r} has no layers; expected {expected}")
     return layers
 
 
