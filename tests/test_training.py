@@ -120,3 +120,38 @@ def test_gan_refuses_another_band_layout(train_raster, make_raster, make_referen
             FillConfig(method="gan", model=result.best, ref_indexes=(2, 3, 4, 5)),
         )
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_init_starts_from_a_checkpoint_and_skips_the_discriminator(train_raster, tmp_path):
+    from extendgan_geo.model.checkpoint import read_checkpoint
+
+    first = train(tiny(tmp_path / "a", train_raster, epochs=1))
+    cfg = tiny(tmp_path / "b", train_raster, epochs=1, init=first.best, lambda_adv=0.0, triplet=False)
+    data = RasterSamples([SourceSpec(train_raster)], crop=64, block=64, seed=3)
+    trainer = Trainer(cfg, data, torch.device("cpu"), 1)
+    trainer.init_from(first.best)
+    start, _ = read_checkpoint(first.best)
+    for k, v in trainer.g.state_dict().items():
+        assert torch.equal(v, start[f"generator.{k}"]), k
+    d_before = {k: v.clone() for k, v in trainer.d.state_dict().items()}
+    losses = trainer.step(_batch(data, "train", 0, [0, 1], torch.device("cpu")))
+    assert losses["loss_d"] == 0.0 and losses["loss_adv"] == 0.0 and losses["loss_rec"] > 0
+    for k, v in trainer.d.state_dict().items():  # the discriminator was not trained
+        assert torch.equal(v, d_before[k]), k
+    assert any(not torch.equal(v, start[f"generator.{k}"]) for k, v in trainer.g.state_dict().items())
+    data.close()
+    tuned = train(cfg)
+    tensors, meta = read_checkpoint(tuned.last)
+    assert meta["config"]["init"] == first.best and meta["epoch"] == 1
+
+
+def test_init_refuses_another_architecture_and_resume(train_raster, tmp_path):
+    from extendgan_geo.errors import CheckpointError, ConfigError
+
+    first = train(tiny(tmp_path / "a", train_raster, epochs=1))
+    with pytest.raises(CheckpointError, match="differs from this run"):
+        train(tiny(tmp_path / "b", train_raster, width=6, init=first.best))
+    with pytest.raises(ConfigError, match="exclusive"):
+        tiny(tmp_path / "c", train_raster, init=first.best, resume=first.last)
+    with pytest.raises(ConfigError, match="loss weights"):
+        tiny(tmp_path / "d", train_raster, lambda_adv=-1.0)

@@ -83,6 +83,11 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--workers", type=click.IntRange(min=0))
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), help="last.safetensors of a run.")
+@click.option(
+    "--init",
+    help="Start from the generator weights of a checkpoint ('default' = the bundled model) to fine-tune it.",
+)
+@click.option("--lambda-adv", type=click.FloatRange(min=0), help="Adversarial loss weight (0 = no discriminator).")
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)
 def train(settings: str | None, preset: str, verbose: int, quiet: int, **opts: Any) -> None:

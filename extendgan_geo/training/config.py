@@ -45,6 +45,8 @@ class TrainConfig:
         device: "auto", "cpu" or "cuda". amp: bf16/fp16 autocast on CUDA.
         workers: DataLoader workers.
         resume: checkpoint (`last.safetensors`) to continue from.
+        init: generator checkpoint whose weights start the run (fine-tuning; "default" = the bundled model); the
+            discriminator and optimisers start fresh. Its architecture must equal this run's.
         bandwise: 0 = a model for the rasters' band count; K > 0 = one band-agnostic model (any band count,
             any dtype) trained on K bands drawn per sample.
         val_hr: rasters used only for validation (a split by file; their blocks are never trained on).
@@ -88,6 +90,7 @@ class TrainConfig:
     amp: bool = True
     workers: int = 0
     resume: str | None = None
+    init: str | None = None
     bandwise: int = 0
     val_hr: tuple[str, ...] = ()
     known_weight: float = 1.0
@@ -103,6 +106,13 @@ class TrainConfig:
         if self.bandwise < 0 or not 0.0 <= self.known_weight <= 1.0:
             raise ConfigError(
                 f"bandwise must be >= 0 and known_weight in [0, 1], got {self.bandwise} and {self.known_weight}"
+            )
+        if self.resume and self.init:
+            raise ConfigError("resume and init are exclusive: resume continues a run, init starts one from weights")
+        if self.lambda_adv < 0 or self.lambda_triplet < 0 or self.lambda_rec <= 0:
+            raise ConfigError(
+                f"loss weights must be lambda_adv, lambda_triplet >= 0 and lambda_rec > 0, got "
+                f"{self.lambda_adv}, {self.lambda_triplet} and {self.lambda_rec}"
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")

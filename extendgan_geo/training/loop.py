@@ -138,21 +138,35 @@ class Trainer:
         return self.cfg.lr_g * f, self.cfg.lr_d * f
 
     def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One generator update then one discriminator update (1:1, as in the authors' code)."""
+        """One generator update then one discriminator update (1:1, as in the authors' code).
+
+        With lambda_adv = 0 the discriminator is neither run nor updated (a reconstruction-only stage, about
+        twice as fast); with lambda_triplet = 0 or triplet off, the triplet loss is not computed.
+        """
         cfg = self.cfg
         hr, ref, gap = batch["hr"], batch["ref"], batch["gap"]
+        adversarial = cfg.lambda_adv > 0
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.g_run(hr, ref, gap)
             comp = out * gap + hr * (1.0 - gap)
             if cfg.bandwise:
                 hr, ref, gap, comp = _per_band(hr, ref, gap, comp)
             rec = losses.l1(out.float().reshape(hr.shape), hr, gap, known_weight=cfg.known_weight)
-            adv = losses.g_hinge(self.d_run(comp, gap, ref).float(), relu=cfg.adv_relu)
-        tri = losses.triplet_ssim(comp.float(), hr, ref, gap, margin=cfg.margin) if cfg.triplet else rec * 0
+            adv = losses.g_hinge(self.d_run(comp, gap, ref).float(), relu=cfg.adv_relu) if adversarial else rec * 0
+        triplet = cfg.triplet and cfg.lambda_triplet > 0
+        tri = losses.triplet_ssim(comp.float(), hr, ref, gap, margin=cfg.margin) if triplet else rec * 0
         loss_g = cfg.lambda_rec * rec + cfg.lambda_adv * adv + cfg.lambda_triplet * tri
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
+        if not adversarial:
+            return {
+                "loss_g": loss_g.item(),
+                "loss_adv": 0.0,
+                "loss_rec": rec.item(),
+                "loss_triplet": float(tri.item()),
+                "loss_d": 0.0,
+            }
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             loss_d = losses.d_hinge(self.d_run(hr, gap, ref).float(), self.d_run(comp.detach(), gap, ref).float())
         self.opt_d.zero_grad(set_to_none=True)
@@ -227,6 +241,24 @@ class Trainer:
             "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "extra"},
             "version": __version__,
         }
+
+    def init_from(self, path: str) -> None:
+        """Start the generator from the weights of a checkpoint (fine-tuning); "default" = the bundled model."""
+        if path == "default":
+            from extendgan_geo.fillers.gan import bundled_model
+
+            found = bundled_model()
+            if found is None:
+                raise CheckpointError("init 'default': this installation bundles no model; expected a checkpoint path")
+            path = found
+        tensors, meta = read_checkpoint(path)
+        theirs = meta.get("generator")
+        if theirs != dataclasses.asdict(self.gcfg):
+            raise CheckpointError(
+                f"init {path!r}: its generator {theirs} differs from this run's {dataclasses.asdict(self.gcfg)}; "
+                "expected the same width, bandwise and residual settings as the checkpoint"
+            )
+        self.g.load_state_dict({k[len("generator.") :]: v for k, v in tensors.items() if k.startswith("generator.")})
 
     def load(self, path: str) -> None:
         """Restore models, optimisers, epoch and best score from a full checkpoint."""
@@ -308,6 +340,8 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
     trainer = Trainer(cfg, data, device, world)
     if cfg.resume:
         trainer.load(cfg.resume)
+    elif cfg.init:
+        trainer.init_from(cfg.init)
     os.makedirs(cfg.out, exist_ok=True)
     best, last = os.path.join(cfg.out, "best.safetensors"), os.path.join(cfg.out, "last.safetensors")
     log_path = os.path.join(cfg.out, "log.csv")
