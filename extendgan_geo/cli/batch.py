@@ -11,145 +11,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from extendgan_geo.cli.options import (
-    configure_logging,
-    library_errors,
-    parse_bands,
-    parse_key_values,
-    parse_nodata,
-    progress_bar,
-)
-from extendgan_geo.config import (
-    BlendKind,
-    DeviceKind,
-    FillConfig,
-    MethodKind,
-    OutputConfig,
-    PrecisionKind,
-    ResamplingKind,
-    TileConfig,
-)
+from extendgan_geo.cli.options import Decorator, configure_logging, fill_options, library_errors, progress_bar
 
 _file = click.Path(exists=True, dir_okay=False)
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-# Options shared with `egan-fill fill` (same names, same defaults), as (param decls, kwargs).
-_FILL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-    (
-        ("-b", "--bidx"),
-        {"multiple": True, "callback": parse_bands, "metavar": "LIST", "help": "HR bands to fill [all but alpha]."},
-    ),
-    (
-        ("--ref-bidx",),
-        {"multiple": True, "callback": parse_bands, "metavar": "LIST", "help": "Reference bands paired with --bidx."},
-    ),
-    (("--nodata",), {"callback": parse_nodata, "metavar": "NUMBER|nan", "help": "HR nodata value [the file's]."}),
-    (("--ref-nodata",), {"callback": parse_nodata, "metavar": "NUMBER|nan", "help": "Reference nodata value."}),
-    (
-        ("--mask-buffer",),
-        {
-            "type": click.IntRange(min=0),
-            "default": FillConfig.mask_buffer,
-            "show_default": True,
-            "help": "Grow the gap by this many HR pixels.",
-        },
-    ),
-    (
-        ("--resampling",),
-        {
-            "type": click.Choice(get_args(ResamplingKind)),
-            "default": FillConfig.resampling,
-            "show_default": True,
-            "help": "Kernel that warps the reference onto the HR grid.",
-        },
-    ),
-    (
-        ("--coregister/--no-coregister",),
-        {"default": FillConfig.coregister, "show_default": True, "help": "Remove a global reference shift."},
-    ),
-    (
-        ("--method",),
-        {
-            "type": click.Choice(get_args(MethodKind)),
-            "default": FillConfig.method,
-            "show_default": True,
-            "help": "Filler, as for `egan-fill fill`.",
-        },
-    ),
-    (("--model",), {"type": _file, "help": "Extend-GAN checkpoint for --method gan [bundled model]."}),
-    (
-        ("--tile",),
-        {"type": click.IntRange(min=16), "default": TileConfig.size, "show_default": True, "help": "Window edge, px."},
-    ),
-    (
-        ("--overlap",),
-        {
-            "type": click.IntRange(min=0),
-            "default": None,
-            "show_default": "tile / 4",
-            "help": "Pixels shared by neighbouring windows.",
-        },
-    ),
-    (
-        ("--blend",),
-        {
-            "type": click.Choice(get_args(BlendKind)),
-            "default": TileConfig.blend,
-            "show_default": True,
-            "help": "Weight profile over the overlap.",
-        },
-    ),
-    (
-        ("--batch-size",),
-        {
-            "type": click.IntRange(min=1),
-            "default": TileConfig.batch_size,
-            "show_default": True,
-            "help": "Windows per filler call.",
-        },
-    ),
-    (
-        ("--device",),
-        {
-            "type": click.Choice(get_args(DeviceKind)),
-            "default": FillConfig.device,
-            "show_default": True,
-            "help": "Torch device of --method gan.",
-        },
-    ),
-    (
-        ("--precision",),
-        {
-            "type": click.Choice(get_args(PrecisionKind)),
-            "default": FillConfig.precision,
-            "show_default": True,
-            "help": "Arithmetic of --method gan.",
-        },
-    ),
-    (
-        ("--co", "--profile", "co"),
-        {
-            "multiple": True,
-            "callback": parse_key_values,
-            "metavar": "NAME=VALUE",
-            "help": "GDAL creation option for the outputs (repeatable).",
-        },
-    ),
-    (
-        ("--cog/--no-cog",),
-        {"default": OutputConfig.cog, "show_default": True, "help": "Write Cloud Optimized GeoTIFFs."},
-    ),
-    (
-        ("--fill-mask/--no-fill-mask",),
-        {"default": OutputConfig.write_fill_mask, "show_default": True, "help": "Write OUT.fillmask.tif sidecars."},
-    ),
-    (("--overwrite",), {"is_flag": True, "help": "Replace outputs that exist (batch: unless already up to date)."}),
-]
 
 
 def _default_workers() -> int:
@@ -187,8 +56,6 @@ _CLUSTER_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         ("--scheduler",),
         {"metavar": "ADDRESS", "help": "Use an existing Dask cluster, e.g. tcp://10.0.0.5:8786 [a LocalCluster]."},
     ),
-    (("-v", "--verbose"), {"count": True, "help": "More log messages (repeatable)."}),
-    (("-q", "--quiet"), {"count": True, "help": "Fewer messages, no progress bar."}),
 ]
 
 
@@ -307,7 +174,7 @@ def _jobs(manifest: str | None, opts: dict[str, Any], defaults: dict[str, Any]) 
 @click.option("--hr-glob", metavar="PATTERN", help="HR rasters to fill, e.g. 'scenes/*.tif' (instead of MANIFEST).")
 @click.option("--ref", "ref_path", type=_file, help="With --hr-glob: the reference mosaic (a VRT or a raster).")
 @click.option("--mask", type=click.Path(exists=True), help="With --hr-glob: one gap layer (vector or raster).")
-@click.option("--mask-layer", metavar="NAME", help="Layer of the --mask vector file(s) [first layer].")
+@fill_options("mask_layer", many=True)
 @click.option(
     "-o",
     "--out-dir",
@@ -319,8 +186,9 @@ def _jobs(manifest: str | None, opts: dict[str, Any], defaults: dict[str, Any]) 
     type=click.Path(dir_okay=False),
     help="JSON report [MANIFEST's stem + .report.json, or OUT_DIR/batch-report.json].",
 )
-@_apply(_FILL_OPTIONS)
+@fill_options(many=True, exclude=("mask_layer", "tmpdir", "verbose", "quiet"))
 @_apply(_CLUSTER_OPTIONS)
+@fill_options("verbose", "quiet")
 @click.pass_context
 def batch(ctx: click.Context, /, manifest: str | None, **opts: Any) -> None:
     """Fill every job of MANIFEST (CSV or YAML: hr, ref, mask, out and per-row options), or every --hr-glob file.
@@ -388,9 +256,10 @@ def batch(ctx: click.Context, /, manifest: str | None, **opts: Any) -> None:
     show_default=True,
     help="Mosaic rows per Dask task (rounded to a multiple of the window stride and the reference's cell).",
 )
-@click.option("--tmpdir", type=click.Path(file_okay=False, exists=True), help="Folder for strip files [OUT's].")
-@_apply(_FILL_OPTIONS)
+@fill_options("tmpdir", many=True)
+@fill_options(many=True, exclude=("mask_layer", "tmpdir", "verbose", "quiet"))
 @_apply(_CLUSTER_OPTIONS)
+@fill_options("verbose", "quiet")
 def mosaic(scenes: tuple[str, ...], ref_path: str, output: str, **opts: Any) -> None:
     """Compose SCENES (first valid scene wins) into one mosaic and fill its gaps (and seams) from REF.
 

@@ -5,13 +5,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, NamedTuple, get_args
 
 import click
 
+from extendgan_geo.config import (
+    BlendKind,
+    DeviceKind,
+    FillConfig,
+    MethodKind,
+    OutputConfig,
+    PrecisionKind,
+    ResamplingKind,
+    TileConfig,
+)
 from extendgan_geo.errors import EganError
 
 logger = logging.getLogger(__name__)
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def parse_bands(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[int, ...] | None:
@@ -52,6 +65,214 @@ def parse_nodata(ctx: click.Context, param: click.Parameter, value: str | None) 
         return float(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a number; expected e.g. 0, -9999 or nan") from None
+
+
+class _Option(NamedTuple):
+    """One click option: its declarations, its keyword arguments, and its help under batch and mosaic if other."""
+
+    decls: tuple[str, ...]
+    kwargs: dict[str, Any]
+    many_help: str | None = None
+
+
+# The options of `egan-fill fill` that `batch` and `mosaic` share (or some of them), by parameter name, in --help
+# order. Their help text is fill's; many_help, where given, is the wording of batch and mosaic (many outputs).
+_FILL_OPTIONS: dict[str, _Option] = {
+    "bidx": _Option(
+        ("-b", "--bidx"),
+        {
+            "multiple": True,
+            "callback": parse_bands,
+            "metavar": "LIST",
+            "help": "HR bands to fill, e.g. 1,2,3,4 [all but alpha].",
+        },
+        "HR bands to fill [all but alpha].",
+    ),
+    "ref_bidx": _Option(
+        ("--ref-bidx",),
+        {
+            "multiple": True,
+            "callback": parse_bands,
+            "metavar": "LIST",
+            "help": "Reference bands paired with --bidx, e.g. 2,3,4,5.",
+        },
+        "Reference bands paired with --bidx.",
+    ),
+    "nodata": _Option(
+        ("--nodata",),
+        {"callback": parse_nodata, "metavar": "NUMBER|nan", "help": "HR nodata value (overrides the file's)."},
+        "HR nodata value [the file's].",
+    ),
+    "ref_nodata": _Option(
+        ("--ref-nodata",),
+        {"callback": parse_nodata, "metavar": "NUMBER|nan", "help": "Reference nodata value (overrides the file's)."},
+        "Reference nodata value.",
+    ),
+    "mask_layer": _Option(
+        ("--mask-layer",),
+        {"metavar": "NAME", "help": "Layer of the --mask vector file [first layer]."},
+        "Layer of the --mask vector file(s) [first layer].",
+    ),
+    "mask_buffer": _Option(
+        ("--mask-buffer",),
+        {
+            "type": click.IntRange(min=0),
+            "default": FillConfig.mask_buffer,
+            "show_default": True,
+            "help": "Grow the gap by this many HR pixels.",
+        },
+    ),
+    "resampling": _Option(
+        ("--resampling",),
+        {
+            "type": click.Choice(get_args(ResamplingKind)),
+            "default": FillConfig.resampling,
+            "show_default": True,
+            "help": "Kernel that warps the reference onto the HR grid.",
+        },
+    ),
+    "coregister": _Option(
+        ("--coregister/--no-coregister",),
+        {
+            "default": FillConfig.coregister,
+            "show_default": True,
+            "help": "Estimate and remove a global sub-pixel shift of the reference.",
+        },
+        "Remove a global reference shift.",
+    ),
+    "method": _Option(
+        ("--method",),
+        {
+            "type": click.Choice(get_args(MethodKind)),
+            "default": FillConfig.method,
+            "show_default": True,
+            "help": (
+                "auto: gan when the bundled (or --model) generator fits the bands, else match; match: reference "
+                "matched to HR radiometry; gan: the Extend-GAN generator; reference, fillnodata: "
+                "floor baselines (the warped reference as it is; GDAL inverse-distance fill, no reference)."
+            ),
+        },
+        "Filler, as for `egan-fill fill`.",
+    ),
+    "model": _Option(
+        ("--model",),
+        {
+            "type": click.Path(exists=True, dir_okay=False),
+            "help": "Extend-GAN checkpoint for --method gan [bundled model].",
+        },
+    ),
+    "tile": _Option(
+        ("--tile",),
+        {"type": click.IntRange(min=16), "default": TileConfig.size, "show_default": True, "help": "Window edge, px."},
+    ),
+    "overlap": _Option(
+        ("--overlap",),
+        {
+            "type": click.IntRange(min=0),
+            "default": None,
+            "show_default": "tile / 4",
+            "help": "Pixels shared by neighbouring windows.",
+        },
+    ),
+    "blend": _Option(
+        ("--blend",),
+        {
+            "type": click.Choice(get_args(BlendKind)),
+            "default": TileConfig.blend,
+            "show_default": True,
+            "help": "Weight profile over the overlap.",
+        },
+    ),
+    "batch_size": _Option(
+        ("--batch-size",),
+        {
+            "type": click.IntRange(min=1),
+            "default": TileConfig.batch_size,
+            "show_default": True,
+            "help": "Windows per filler call.",
+        },
+    ),
+    "device": _Option(
+        ("--device",),
+        {
+            "type": click.Choice(get_args(DeviceKind)),
+            "default": FillConfig.device,
+            "show_default": True,
+            "help": "Torch device of --method gan.",
+        },
+    ),
+    "precision": _Option(
+        ("--precision",),
+        {
+            "type": click.Choice(get_args(PrecisionKind)),
+            "default": FillConfig.precision,
+            "show_default": True,
+            "help": "Arithmetic of --method gan (bf16: autocast).",
+        },
+        "Arithmetic of --method gan.",
+    ),
+    "co": _Option(
+        ("--co", "--profile", "co"),
+        {
+            "multiple": True,
+            "callback": parse_key_values,
+            "metavar": "NAME=VALUE",
+            "help": "GDAL creation option for the output (repeatable), e.g. --co COMPRESS=DEFLATE.",
+        },
+        "GDAL creation option for the outputs (repeatable).",
+    ),
+    "cog": _Option(
+        ("--cog/--no-cog",),
+        {"default": OutputConfig.cog, "show_default": True, "help": "Write a Cloud Optimized GeoTIFF."},
+        "Write Cloud Optimized GeoTIFFs.",
+    ),
+    "fill_mask": _Option(
+        ("--fill-mask/--no-fill-mask",),
+        {
+            "default": OutputConfig.write_fill_mask,
+            "show_default": True,
+            "help": "Write OUT.fillmask.tif (0 kept, 1 filled, 2 left unfilled).",
+        },
+        "Write OUT.fillmask.tif sidecars.",
+    ),
+    "tmpdir": _Option(
+        ("--tmpdir",),
+        {"type": click.Path(file_okay=False, exists=True), "help": "Folder for intermediate files [OUT's]."},
+        "Folder for strip files [OUT's].",
+    ),
+    "overwrite": _Option(
+        ("--overwrite",),
+        {"is_flag": True, "help": "Replace OUT if it exists."},
+        "Replace outputs that exist (batch: unless already up to date).",
+    ),
+    "verbose": _Option(("-v", "--verbose"), {"count": True, "help": "More log messages (repeatable)."}),
+    "quiet": _Option(("-q", "--quiet"), {"count": True, "help": "Fewer messages, no progress bar."}),
+}
+
+
+def fill_options(*names: str, many: bool = False, exclude: Collection[str] = ()) -> Decorator:
+    """Add the shared fill options `names` (all of them by default, less `exclude`) in their --help order.
+
+    Args:
+        names: Parameter names, e.g. "tmpdir"; none: every shared option.
+        many: Use the help texts of batch and mosaic.
+        exclude: Parameter names to leave out.
+    """
+    unknown = {*names, *exclude} - _FILL_OPTIONS.keys()
+    if unknown:
+        raise ValueError(f"no shared fill options {sorted(unknown)}")
+    chosen = [name for name in _FILL_OPTIONS if (name in names or not names) and name not in exclude]
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(chosen):
+            option = _FILL_OPTIONS[name]
+            kwargs = option.kwargs
+            if many and option.many_help is not None:
+                kwargs = {**kwargs, "help": option.many_help}
+            f = click.option(*option.decls, **kwargs)(f)
+        return f
+
+    return decorate
 
 
 @contextlib.contextmanager
