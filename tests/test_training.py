@@ -141,7 +141,7 @@ def test_init_starts_from_a_checkpoint_and_skips_the_discriminator(train_raster,
     assert any(not torch.equal(v, start[f"generator.{k}"]) for k, v in trainer.g.state_dict().items())
     data.close()
     tuned = train(cfg)
-    tensors, meta = read_checkpoint(tuned.last)
+    _, meta = read_checkpoint(tuned.last)
     assert meta["config"]["init"] == first.best and meta["epoch"] == 1
 
 

@@ -95,8 +95,11 @@ class LARN(nn.Module):
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
     def _infer(self, x: Tensor, m: Tensor) -> Tensor:
-        """The fp32 "paper" statistics without autograd: the same sums as dot products over (N C, H W) rows,
-        one full-size temporary for the statistics and the output built in place (inference is memory-bound)."""
+        """The fp32 "paper" statistics without autograd, for inference (memory-bound at small widths).
+
+        The same sums as dot products over (N C, H W) rows, one full-size temporary for the statistics, and the
+        output built in place.
+        """
         n, c, h, w = x.shape
         eps = self.eps
         xv, mv = x.reshape(n * c, h * w), m.reshape(n * c, h * w)
