@@ -34,30 +34,38 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/out/quality")
     ap.add_argument("--methods", default="match,reference,fillnodata,gan")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--models", default="", help="comma-separated extra checkpoints, each scored under its file name")
     ap.add_argument("--factors", default="1.5,3,6,10")
     ap.add_argument("--layouts", default="cloud,seam")
     ap.add_argument("--cases", type=int, default=2)
     ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--resampling", default="bilinear", help="reference warp kernel of every method")
+    ap.add_argument("--files", default="", help="comma-separated subset of the validation file names")
     args = ap.parse_args()
+    extra = tuple(m for m in args.models.split(",") if m)
     methods = tuple(args.methods.split(","))
     rows = []
     t0 = time.perf_counter()
-    for name, rgb in VALIDATION:
+    chosen = [v for v in VALIDATION if not args.files or v[0] in args.files.split(",")]
+    for name, rgb in chosen:
         path = os.path.join(args.data, name)
         cfg = EvalConfig(
             layouts=tuple(args.layouts.split(",")),
             factors=tuple(float(f) for f in args.factors.split(",")),
             methods=methods,
             model=args.model,
+            models=extra,
             crop=args.crop,
             cases=args.cases,
             rgb=rgb,
             tiles=TileConfig(size=256, overlap=64),
             device="cpu",
+            resampling=args.resampling,
         )
         out = os.path.join(args.out, os.path.splitext(name)[0])
         result = evaluate(path, out, cfg=cfg, progress=lambda n, f=name: print(f"{f}: {n}", flush=True))
         rows += [{**r, "file": name} for r in result.rows if r["region"] == "gap"]
+    methods += tuple(os.path.splitext(os.path.basename(m))[0] for m in extra)
     seconds = time.perf_counter() - t0
     lines = [
         "# Quality on the validation files (gap pixels only)\n",

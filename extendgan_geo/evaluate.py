@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import rasterio
@@ -26,7 +26,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from extendgan_geo import __version__, masks_synth, metrics
-from extendgan_geo.config import FillConfig, OutputConfig, TileConfig
+from extendgan_geo.config import FillConfig, OutputConfig, ResamplingKind, TileConfig
 from extendgan_geo.degrade import DegradeConfig, simulate_coarse
 from extendgan_geo.errors import CheckpointError, ConfigError, InputError
 from extendgan_geo.fillers.match import fit_gain_bias
@@ -61,6 +61,7 @@ class EvalConfig:
         paper_protocol: the paper's Table I layout: 256 px crops, right half, scores over the whole tile.
         rgb: three band positions (1-based, within `indexes`) shown in the pictures; None = first three.
         device: torch device of learned methods.
+        resampling: kernel that warps the reference onto the HR grid, for every method and for SSIM-D.
     """
 
     layouts: tuple[str, ...] = ("right-half", "quarter", "seam", "cloud")
@@ -77,8 +78,11 @@ class EvalConfig:
     paper_protocol: bool = False
     rgb: tuple[int, ...] | None = None
     device: str = "auto"
+    resampling: ResamplingKind = "bilinear"
 
     def __post_init__(self) -> None:
+        if self.resampling not in get_args(ResamplingKind):
+            raise ConfigError(f"resampling must be one of {get_args(ResamplingKind)}, got {self.resampling!r}")
         bad = sorted(set(self.layouts) - set(LAYOUTS))
         if bad or not self.layouts:
             raise ConfigError(f"unknown gap layout(s) {bad}; expected some of {list(LAYOUTS)}")
@@ -326,7 +330,12 @@ def _run_case(
         assert ref_path is not None
         ref_file = ref_path
     case = Case(name, r, c, layout, factor, truth, valid)
-    base = FillConfig(ref_indexes=ref_indexes, tiles=cfg.tiles, device=cfg.device)  # type: ignore[arg-type]
+    base = FillConfig(
+        ref_indexes=ref_indexes,
+        tiles=cfg.tiles,
+        device=cfg.device,  # type: ignore[arg-type]
+        resampling=cfg.resampling,
+    )
     out_cfg = OutputConfig(cog=False, overwrite=True)
     models = dict(zip(methods[len(cfg.methods) :], cfg.models, strict=True))
     for method in methods:
@@ -348,7 +357,7 @@ def _run_case(
     # The reference on the HR grid (for SSIM-D and the picture), raw and matched to the truth's known pixels.
     with open_raster(ref_file, "reference") as ref_src, rasterio.open(truth_file) as truth_src:
         idx = ref_indexes or tuple(range(1, len(sel) + 1))
-        grid = RefGrid.build(ref_src, truth_src, indexes=idx, nodata=None, resampling="bilinear", tmpdir=case_dir)
+        grid = RefGrid.build(ref_src, truth_src, indexes=idx, nodata=None, resampling=cfg.resampling, tmpdir=case_dir)
         try:
             ref = grid.read(0, 0, size, size).astype(np.float64)
         finally:

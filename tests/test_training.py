@@ -155,3 +155,15 @@ def test_init_refuses_another_architecture_and_resume(train_raster, tmp_path):
         tiny(tmp_path / "c", train_raster, init=first.best, resume=first.last)
     with pytest.raises(ConfigError, match="loss weights"):
         tiny(tmp_path / "d", train_raster, lambda_adv=-1.0)
+
+
+def test_max_minutes_stops_after_an_epoch_and_the_run_resumes(train_raster, tmp_path):
+    chunk = train(tiny(tmp_path, train_raster, epochs=3, max_minutes=1e-6))
+    assert chunk.epochs == 1  # the first epoch always runs; the budget is spent after it
+    from extendgan_geo.model.checkpoint import read_metadata
+
+    assert read_metadata(chunk.last)["epoch"] == 1
+    rest = train(tiny(tmp_path, train_raster, epochs=3, resume=chunk.last))
+    assert rest.epochs == 2 and read_metadata(rest.last)["epoch"] == 3
+    with pytest.raises(Exception, match="max_minutes"):
+        tiny(tmp_path, train_raster, max_minutes=-1.0)

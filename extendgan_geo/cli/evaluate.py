@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from extendgan_geo.cli.options import configure_logging, library_errors, parse_bands
+from extendgan_geo.cli.options import configure_logging, fill_options, library_errors, parse_bands
 from extendgan_geo.config import TileConfig
 
 _file = click.Path(exists=True, dir_okay=False)
@@ -67,6 +67,7 @@ def _csv(kind: type) -> Any:
 @click.option("--tile", type=click.IntRange(min=16), default=TileConfig.size, show_default=True)
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Window overlap, px [tile/4].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@fill_options("resampling")
 @click.option("-o", "--out", "out_dir", required=True, help="Folder for metrics.csv/.json/.md and PNG figures.")
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)
@@ -102,6 +103,7 @@ def evaluate(truth: str, out_dir: str, verbose: int, quiet: int, **opts: Any) ->
             paper_protocol=opts["paper_protocol"],
             rgb=opts["rgb"],
             device=opts["device"],
+            resampling=opts["resampling"],
         )
 
         def say(name: str) -> None:

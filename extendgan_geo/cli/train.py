@@ -87,6 +87,11 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     "--init",
     help="Start from the generator weights of a checkpoint ('default' = the bundled model) to fine-tune it.",
 )
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0),
+    help="Stop after the epoch that ends past this many minutes (resume later with --resume).",
+)
 @click.option("--lambda-adv", type=click.FloatRange(min=0), help="Adversarial loss weight (0 = no discriminator).")
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)

@@ -45,6 +45,8 @@ class TrainConfig:
         device: "auto", "cpu" or "cuda". amp: bf16/fp16 autocast on CUDA.
         workers: DataLoader workers.
         resume: checkpoint (`last.safetensors`) to continue from.
+        max_minutes: stop after the epoch that ends past this wall-clock budget (0 = no limit); the run stays
+            resumable (`resume`), so a long run can be trained in chunks on a shared or time-limited machine.
         init: generator checkpoint whose weights start the run (fine-tuning; "default" = the bundled model); the
             discriminator and optimisers start fresh. Its architecture must equal this run's.
         bandwise: 0 = a model for the rasters' band count; K > 0 = one band-agnostic model (any band count,
@@ -91,6 +93,7 @@ class TrainConfig:
     workers: int = 0
     resume: str | None = None
     init: str | None = None
+    max_minutes: float = 0.0
     bandwise: int = 0
     val_hr: tuple[str, ...] = ()
     known_weight: float = 1.0
@@ -107,6 +110,8 @@ class TrainConfig:
             raise ConfigError(
                 f"bandwise must be >= 0 and known_weight in [0, 1], got {self.bandwise} and {self.known_weight}"
             )
+        if self.max_minutes < 0:
+            raise ConfigError(f"max_minutes must be >= 0 (0 = no limit), got {self.max_minutes}")
         if self.resume and self.init:
             raise ConfigError("resume and init are exclusive: resume continues a run, init starts one from weights")
         if self.lambda_adv < 0 or self.lambda_triplet < 0 or self.lambda_rec <= 0:

@@ -351,7 +351,11 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
     steps = cfg.samples_per_epoch // (cfg.batch_size * world)
     history = []
     start_epoch = trainer.epoch
+    started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
+        if cfg.max_minutes and epoch > start_epoch and _past(started, cfg.max_minutes, device, world):
+            logger.info("max_minutes %g reached after epoch %d; resume from %s", cfg.max_minutes, epoch, last)
+            break
         row = _run_epoch(trainer, epoch, steps, rank, world, progress, (cfg.epochs - start_epoch) * steps)
         trainer.epoch = epoch + 1
         if rank == 0:
@@ -366,7 +370,17 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
             logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
         history.append(row)
     data.close()
-    return TrainResult(best, last, cfg.epochs - start_epoch, history)
+    return TrainResult(best, last, len(history), history)
+
+
+def _past(started: float, minutes: float, device: torch.device, world: int) -> bool:
+    """Whether the time budget is spent; with several ranks, rank 0's clock decides for all (no rank stops alone)."""
+    past = time.perf_counter() - started > 60 * minutes
+    if world > 1:
+        flag = torch.tensor([float(past)], device=device)
+        dist.broadcast(flag, src=0)
+        past = bool(flag.item())
+    return past
 
 
 def _run_epoch(
