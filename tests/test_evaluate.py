@@ -81,6 +81,17 @@ def test_evaluate_scores_are_computed_not_copied(truth, tmp_path):
     assert gap_rows["match"]["gap_share"] == pytest.approx(0.25)
 
 
+def test_evaluate_resampling_reaches_every_fill(truth, tmp_path):
+    runs = {}
+    for kernel in ("bilinear", "cubic"):
+        cfg = EvalConfig(
+            layouts=("quarter",), factors=(3.0,), methods=("reference",), crop=128, cases=1, resampling=kernel
+        )
+        runs[kernel] = evaluate(str(truth), str(tmp_path / kernel), cfg=cfg).rows
+    psnr = {k: next(r["psnr"] for r in rows if r["region"] == "gap") for k, rows in runs.items()}
+    assert psnr["bilinear"] != psnr["cubic"]  # the warped reference itself differs
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -95,7 +106,8 @@ def test_evaluate_refuses_missing_inputs(truth, tmp_path, kwargs, message):
 
 @pytest.mark.parametrize(("kwargs", "message"), [({"layouts": ("diamond",)}, "gap layout"),
                                                  ({"methods": ("magic",)}, "method"),
-                                                 ({"factors": (0.5,)}, "scale factors")])  # fmt: skip
+                                                 ({"factors": (0.5,)}, "scale factors"),
+                                                 ({"resampling": "sinc"}, "resampling must be")])  # fmt: skip
 def test_eval_config_validates(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         EvalConfig(**kwargs)
