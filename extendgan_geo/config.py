@@ -107,7 +107,7 @@ class FillConfig:
     ref_nodata: float | None = None
     mask_layer: str | None = None
     mask_buffer: int = 0
-    resampling: ResamplingKind = "bilinear"
+    resampling: ResamplingKind = "cubic"
     coregister: bool = False
     method: MethodKind = "auto"
     model: str | None = None

@@ -2,8 +2,8 @@
 
 `simulate_reference` turns an HR crop into what a coarse sensor of another date might have seen, on the HR grid:
 Gaussian sensor blur (an MTF stand-in), a sub-pixel misregistration, area downsampling by a factor drawn from a
-range, per-band gain and offset, optional band mixing, a smooth haze gradient and noise, then bilinear upsampling
-back to the HR grid (the same interpolation the fill engine uses). All draws come from the caller's `rng`.
+range, per-band gain and offset, optional band mixing, a smooth haze gradient and noise, then upsampling
+back to the HR grid (bilinear or cubic convolution, as the fill engine does). All draws come from the caller's `rng`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,40 @@ class DegradeConfig:
             raise ValueError(f"factor range must satisfy 1 <= min <= max, got {self.factor}")
 
 
+def _keys(t: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = -0.5, GDAL's "cubic") at distances t."""
+    t = np.abs(t)
+    return np.where(t <= 1, (1.5 * t - 2.5) * t * t + 1, np.where(t < 2, ((-0.5 * t + 2.5) * t - 4) * t + 2, 0.0))
+
+
+def upsample_cubic(coarse: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
+    """Cubic-convolution upsampling of (C, h, w) cell values to (C, *shape) HR pixels, cells `factor` HR px wide.
+
+    GDAL's "cubic" kernel, the one the fill engine uses by default; edge cells repeat.
+    """
+
+    def matrix(n_out: int, n_in: int) -> np.ndarray:
+        u = (np.arange(n_out) + 0.5) / factor - 0.5
+        base = np.floor(u).astype(int)
+        m = np.zeros((n_out, n_in))
+        for k in range(-1, 3):
+            idx = np.clip(base + k, 0, n_in - 1)
+            np.add.at(m, (np.arange(n_out), idx), _keys(u - (base + k)))
+        return m
+
+    rows, cols = matrix(shape[0], coarse.shape[1]), matrix(shape[1], coarse.shape[2])
+    return np.einsum("ij,cjk,lk->cil", rows, coarse.astype(np.float64), cols)
+
+
+def upsample(coarse: np.ndarray, factor: float, shape: tuple[int, int], kernel: str = "bilinear") -> np.ndarray:
+    """Upsample with the engine's `kernel` ("bilinear" or "cubic")."""
+    if kernel == "cubic":
+        return upsample_cubic(coarse, factor, shape)
+    if kernel == "bilinear":
+        return upsample_bilinear(coarse, factor, shape)
+    raise ValueError(f"simulated references support bilinear and cubic upsampling, got {kernel!r}")
+
+
 def upsample_bilinear(coarse: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling of (C, h, w) cell values to (C, *shape) HR pixels, cells `factor` HR px wide."""
     rows = (np.arange(shape[0]) + 0.5) / factor - 0.5
@@ -52,7 +86,7 @@ def upsample_bilinear(coarse: np.ndarray, factor: float, shape: tuple[int, int])
 
 
 def simulate_reference(
-    hr: np.ndarray, band_range: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig
+    hr: np.ndarray, band_range: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig, kernel: str = "bilinear"
 ) -> tuple[np.ndarray, float]:
     """Degrade an HR crop into a reference on the same grid.
 
@@ -61,13 +95,14 @@ def simulate_reference(
         band_range: (C,) typical value range per band (e.g. p99 - p1), scales offsets, haze and noise.
         rng: random generator.
         cfg: degradation ranges.
+        kernel: upsampling back to the HR grid, "bilinear" or "cubic" (as the model will see it when filling).
 
     Returns:
         (C, H, W) float32 reference on the HR grid, and the factor used.
     """
     coarse, factor = simulate_coarse(hr, band_range, rng, cfg)
     h, w = hr.shape[1:]
-    return upsample_bilinear(coarse, h / coarse.shape[1], (h, w)).astype(np.float32), factor
+    return upsample(coarse, h / coarse.shape[1], (h, w), kernel).astype(np.float32), factor
 
 
 def simulate_coarse(

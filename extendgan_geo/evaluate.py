@@ -78,7 +78,7 @@ class EvalConfig:
     paper_protocol: bool = False
     rgb: tuple[int, ...] | None = None
     device: str = "auto"
-    resampling: ResamplingKind = "bilinear"
+    resampling: ResamplingKind = "cubic"
 
     def __post_init__(self) -> None:
         if self.resampling not in get_args(ResamplingKind):

@@ -224,6 +224,15 @@ def _open_inputs(
             stack.callback(source.close)
         filler = filler or make_filler(cfg, len(hr.indexes))
         _check_filler(filler, cfg, len(hr.indexes), len(ref_indexes))
+        trained = getattr(filler, "meta", {}).get("resampling")
+        if trained and trained != cfg.resampling:
+            logger.warning(
+                "the model was trained on references upsampled with %s, this run warps them with %s "
+                "(--resampling %s matches the model)",
+                trained,
+                cfg.resampling,
+                trained,
+            )
         stack.pop_all()
     return _Inputs(hr, ref, sources, filler, os.path.basename(ref_path))
 

@@ -47,6 +47,9 @@ class TrainConfig:
         resume: checkpoint (`last.safetensors`) to continue from.
         max_minutes: stop after the epoch that ends past this wall-clock budget (0 = no limit); the run stays
             resumable (`resume`), so a long run can be trained in chunks on a shared or time-limited machine.
+        resampling: how references reach the HR grid in training, "bilinear" or "cubic"; recorded in the
+            checkpoint, and `egan-fill` warps references with it when the model fills (unless --resampling says
+            otherwise).
         init: generator checkpoint whose weights start the run (fine-tuning; "default" = the bundled model); the
             discriminator and optimisers start fresh. Its architecture must equal this run's.
         bandwise: 0 = a model for the rasters' band count; K > 0 = one band-agnostic model (any band count,
@@ -94,6 +97,7 @@ class TrainConfig:
     resume: str | None = None
     init: str | None = None
     max_minutes: float = 0.0
+    resampling: str = "bilinear"
     bandwise: int = 0
     val_hr: tuple[str, ...] = ()
     known_weight: float = 1.0
@@ -110,6 +114,8 @@ class TrainConfig:
             raise ConfigError(
                 f"bandwise must be >= 0 and known_weight in [0, 1], got {self.bandwise} and {self.known_weight}"
             )
+        if self.resampling not in ("bilinear", "cubic"):
+            raise ConfigError(f"resampling must be 'bilinear' or 'cubic', got {self.resampling!r}")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0 (0 = no limit), got {self.max_minutes}")
         if self.resume and self.init:

@@ -77,6 +77,7 @@ class RasterSamples:
         bandwise: 0 = every sample has all bands of its raster (all rasters must have the same count) and
             the fixed per-band scaling; K > 0 = band-agnostic samples of K bands drawn from the raster's bands
             (with repeats when it has fewer), standardised per window (`WindowScaling`).
+        resampling: how references reach the HR grid ("bilinear" or "cubic"), as `egan-fill --resampling`.
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class RasterSamples:
         seed: int = 0,
         min_valid: float = 0.98,
         bandwise: int = 0,
+        resampling: str = "bilinear",
     ) -> None:
         if not specs:
             raise InputError("no training rasters given; expected --hr FILE or --pair HR:REF at least once")
@@ -100,6 +102,7 @@ class RasterSamples:
         self.degrade = degrade or DegradeConfig()
         self.min_valid = min_valid
         self.bandwise = bandwise
+        self.resampling = resampling
         self.window_scaling = WindowScaling()
         self.sources = [self._open(spec, val_fraction) for spec in specs]
         counts = {len(s.hr.indexes) for s in self.sources}
@@ -133,7 +136,7 @@ class RasterSamples:
         if spec.ref is not None:
             ref_src = open_raster(spec.ref, "reference")
             indexes = spec.ref_indexes or tuple(range(1, len(hr.indexes) + 1))
-            ref = RefGrid.build(ref_src, hr.src, indexes=indexes, nodata=None, resampling="bilinear")
+            ref = RefGrid.build(ref_src, hr.src, indexes=indexes, nodata=None, resampling=self.resampling)
         height, width = hr.shape
         blocks: dict[str, list[tuple[int, int]]] = {"train": [], "val": []}
         for r in range(0, height - self.crop + 1, self.block):
@@ -216,7 +219,7 @@ class RasterSamples:
             if not np.isfinite(ref).all():
                 return None
             return hr, ref, float("nan"), ranges
-        ref, factor = simulate_reference(hr, ranges, rng, self.degrade)
+        ref, factor = simulate_reference(hr, ranges, rng, self.degrade, self.resampling)
         return hr, ref, factor, ranges
 
     def close(self) -> None:

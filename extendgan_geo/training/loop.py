@@ -230,7 +230,7 @@ class Trainer:
             "ref_input": "matched",
             "tile": None,
             "train_crop": cfg.crop,
-            "resampling": "bilinear",
+            "resampling": cfg.resampling,
             "scale_range": list(cfg.factor),
             "training_data": [s.spec.hr for s in data.sources if s.spec.split != "val"],
             "validation_data": [s.spec.hr for s in data.sources if s.spec.split == "val"],
@@ -336,6 +336,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
         degrade=DegradeConfig(factor=cfg.factor),
         seed=cfg.seed,
         bandwise=cfg.bandwise,
+        resampling=cfg.resampling,
     )
     trainer = Trainer(cfg, data, device, world)
     if cfg.resume:
