@@ -143,7 +143,7 @@ def test_scaling_round_trip():
 
 
 @pytest.mark.parametrize("bandwise", [False, True])
-def test_inference_fast_path_equals_the_autograd_path(bandwise):
+def test_inference_in_place_gating_equals_the_autograd_path(bandwise):
     torch.manual_seed(0)
     cfg = (
         GeneratorConfig(bands=1, ref_bands=1, width=6, bandwise=True, residual=True)
