@@ -1,10 +1,11 @@
 """Copy a trained generator into the package as the shipped default model, with its training record.
 
-Usage: python scripts/bundle_model.py runs/default/best.safetensors [--log runs/default/log.csv]
-       [--hardware "2-core AMD EPYC VM, CPU only"] [--name default]
+Usage: python scripts/bundle_model.py runs/default_ft/best.safetensors [--log runs/default_ft/log.csv]
+       [--stage-log runs/default/log.csv] [--hardware "2-core AMD EPYC VM, CPU only"] [--name default]
 
 Writes extendgan_geo/weights/default.safetensors (generator tensors only) and default.json (the metadata, plus
-"training": epochs, wall time and hardware from the run's log).
+"training": epochs, wall time and hardware from the run's log; with --stage-log, the earlier stages' logs too,
+e.g. the run a fine-tune started from).
 """
 
 from __future__ import annotations
@@ -27,19 +28,24 @@ def main() -> None:
     ap.add_argument("--log", help="the run's log.csv (default: next to the checkpoint)")
     ap.add_argument("--hardware", default=f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU")
     ap.add_argument("--name", default="default")
+    ap.add_argument("--stage-log", action="append", default=[], help="log.csv of an earlier stage (repeatable)")
     args = ap.parse_args()
     tensors, meta = read_checkpoint(args.checkpoint)
     tensors = {k: v for k, v in tensors.items() if k.startswith("generator.")}
     log = args.log or os.path.join(os.path.dirname(args.checkpoint), "log.csv")
-    with open(log) as f:
-        rows = list(csv.DictReader(f))
+    stages = [_stage(path) for path in [*args.stage_log, log]]
+    rows = stages[-1].pop("rows")
+    earlier = [{k: v for k, v in st.items() if k != "rows"} for st in stages[:-1]]
     meta["training"] = {
         "epochs_run": len(rows),
         "best_epoch": meta.get("epoch"),
-        "wall_seconds": round(sum(float(r["seconds"]) for r in rows)),
-        "samples_seen": int(rows[-1]["step"]) * int(meta["config"]["batch_size"]) if rows else 0,
+        "wall_seconds": stages[-1]["wall_seconds"],
+        "samples_seen": stages[-1]["samples_seen"],
         "hardware": args.hardware,
         "log": [{k: r[k] for k in ("epoch", "val_mae", "val_psnr", "match_mae", "match_psnr")} for r in rows],
+        "earlier_stages": earlier,
+        "total_wall_seconds": sum(st["wall_seconds"] for st in stages),
+        "total_samples_seen": sum(st["samples_seen"] for st in stages),
     }
     # Paths inside the run folder mean nothing to users; keep the file names.
     meta["training_data"] = [os.path.basename(p) for p in meta.get("training_data", [])]
@@ -50,6 +56,20 @@ def main() -> None:
     digest = save_checkpoint(out, tensors, meta)
     print(f"{os.path.relpath(out)}: {os.path.getsize(out) / 1e6:.2f} MB, sha256 {digest}")
     print(json.dumps(meta["training"] | {"log": f"{len(rows)} epochs"}, indent=1))
+
+
+def _stage(log: str) -> dict:
+    """Epochs, wall time and samples of one run from its log.csv (rows kept under "rows")."""
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    batch = [float(r["samples_per_s"]) * float(r["seconds"]) for r in rows]
+    return {
+        "log_file": os.path.basename(os.path.dirname(os.path.abspath(log))) + "/log.csv",
+        "epochs": len(rows),
+        "wall_seconds": round(sum(float(r["seconds"]) for r in rows)),
+        "samples_seen": round(sum(batch)),
+        "rows": rows,
+    }
 
 
 if __name__ == "__main__":

@@ -145,14 +145,15 @@ def test_init_starts_from_a_checkpoint_and_skips_the_discriminator(train_raster,
     assert meta["config"]["init"] == first.best and meta["epoch"] == 1
 
 
-def test_init_refuses_another_architecture_and_resume(train_raster, tmp_path):
+def test_init_refuses_another_architecture_and_yields_to_resume(train_raster, tmp_path):
     from extendgan_geo.errors import CheckpointError, ConfigError
 
     first = train(tiny(tmp_path / "a", train_raster, epochs=1))
     with pytest.raises(CheckpointError, match="differs from this run"):
         train(tiny(tmp_path / "b", train_raster, width=6, init=first.best))
-    with pytest.raises(ConfigError, match="exclusive"):
-        tiny(tmp_path / "c", train_raster, init=first.best, resume=first.last)
+    # With resume, init is ignored: the run's own state comes back.
+    resumed = train(tiny(tmp_path / "a", train_raster, epochs=2, init=first.best, resume=first.last))
+    assert resumed.epochs == 1
     with pytest.raises(ConfigError, match="loss weights"):
         tiny(tmp_path / "d", train_raster, lambda_adv=-1.0)
 

@@ -51,7 +51,8 @@ class TrainConfig:
             checkpoint, and `egan-fill` warps references with it when the model fills (unless --resampling says
             otherwise).
         init: generator checkpoint whose weights start the run (fine-tuning; "default" = the bundled model); the
-            discriminator and optimisers start fresh. Its architecture must equal this run's.
+            discriminator and optimisers start fresh. Its architecture must equal this run's. Ignored with `resume`
+            (the run's own weights are restored), so a fine-tune's settings file also resumes it.
         bandwise: 0 = a model for the rasters' band count; K > 0 = one band-agnostic model (any band count,
             any dtype) trained on K bands drawn per sample.
         val_hr: rasters used only for validation (a split by file; their blocks are never trained on).
@@ -118,8 +119,6 @@ class TrainConfig:
             raise ConfigError(f"resampling must be 'bilinear' or 'cubic', got {self.resampling!r}")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0 (0 = no limit), got {self.max_minutes}")
-        if self.resume and self.init:
-            raise ConfigError("resume and init are exclusive: resume continues a run, init starts one from weights")
         if self.lambda_adv < 0 or self.lambda_triplet < 0 or self.lambda_rec <= 0:
             raise ConfigError(
                 f"loss weights must be lambda_adv, lambda_triplet >= 0 and lambda_rec > 0, got "
