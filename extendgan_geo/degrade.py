@@ -65,7 +65,7 @@ def upsample_cubic(coarse: np.ndarray, factor: float, shape: tuple[int, int]) ->
         return m
 
     rows, cols = matrix(shape[0], coarse.shape[1]), matrix(shape[1], coarse.shape[2])
-    return np.einsum("ij,cjk,lk->cil", rows, coarse.astype(np.float64), cols)
+    return rows @ coarse.astype(np.float64) @ cols.T
 
 
 def upsample(coarse: np.ndarray, factor: float, shape: tuple[int, int], kernel: str = "bilinear") -> np.ndarray:
