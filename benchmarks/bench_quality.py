@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--layouts", default="cloud,seam")
     ap.add_argument("--cases", type=int, default=2)
     ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--resampling", default="bilinear", help="reference warp kernel of every method")
+    ap.add_argument("--resampling", default=EvalConfig.resampling, help="reference warp kernel of every method")
     ap.add_argument("--files", default="", help="comma-separated subset of the validation file names")
     args = ap.parse_args()
     extra = tuple(m for m in args.models.split(",") if m)
@@ -84,6 +84,10 @@ def main() -> None:
         cells = [statistics.fmean(float(r["psnr"]) for r in rows if r["method"] == m and float(r["factor"]) == f)
                  for m in methods]  # fmt: skip
         lines.append(f"| {f:g} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    for m in methods:
+        if m == "match" or "match" not in methods:
+            continue
+        lines += [f"\n## {m} against match, per scale factor and gap layout\n", _against_match(rows, m)]
     lines += ["\n## Every case (PSNR dB / SSIM / seam)\n", "| file | case | " + " | ".join(methods) + " |",
               "|---|---|" + "---|" * len(methods)]  # fmt: skip
     for key in sorted({(r["file"], r["case"]) for r in rows}):
@@ -96,6 +100,40 @@ def main() -> None:
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _against_match(rows: list[dict], method: str) -> str:
+    """Markdown: per (factor, layout) and per file, the means of `method` and match, the gain and the wins."""
+
+    def pick(sel: list[dict], m: str, key: str) -> list[float]:
+        return [float(r[key]) for r in sorted(sel, key=lambda r: (r["file"], r["case"])) if r["method"] == m]
+
+    head = ["| factor | gaps | match PSNR | PSNR | gain dB | min gain | match SSIM | SSIM | match SSIM-D | SSIM-D | "
+            "match seam | seam | wins |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = head
+    groups = sorted({(float(r["factor"]), r["layout"]) for r in rows})
+    for factor, layout in [*groups, (None, None)]:
+        sel = [r for r in rows if factor is None or (float(r["factor"]), r["layout"]) == (factor, layout)]
+        a, b = pick(sel, "match", "psnr"), pick(sel, method, "psnr")
+        gains = [y - x for x, y in zip(a, b, strict=True)]
+        cells = [statistics.fmean(pick(sel, m, k)) for k in ("ssim", "ssim_d", "seam") for m in ("match", method)]
+        label = "all" if factor is None else f"{factor:g}"
+        out.append(
+            f"| {label} | {layout or 'all'} | {statistics.fmean(a):.2f} | {statistics.fmean(b):.2f} | "
+            f"{statistics.fmean(gains):+.2f} | {min(gains):+.2f} | "
+            + " | ".join(f"{c:.3f}" if i < 4 else f"{c:.2f}" for i, c in enumerate(cells))
+            + f" | {sum(g > 0 for g in gains)}/{len(gains)} |"
+        )
+    out += ["", "| file | match PSNR | PSNR | gain dB | wins |", "|---|---|---|---|---|"]
+    for name in sorted({r["file"] for r in rows}):
+        sel = [r for r in rows if r["file"] == name]
+        a, b = pick(sel, "match", "psnr"), pick(sel, method, "psnr")
+        gains = [y - x for x, y in zip(a, b, strict=True)]
+        out.append(
+            f"| {name[:40]} | {statistics.fmean(a):.2f} | {statistics.fmean(b):.2f} | "
+            f"{statistics.fmean(gains):+.2f} | {sum(g > 0 for g in gains)}/{len(gains)} |"
+        )
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
