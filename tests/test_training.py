@@ -168,3 +168,17 @@ def test_max_minutes_stops_after_an_epoch_and_the_run_resumes(train_raster, tmp_
     assert rest.epochs == 2 and read_metadata(rest.last)["epoch"] == 3
     with pytest.raises(Exception, match="max_minutes"):
         tiny(tmp_path, train_raster, max_minutes=-1.0)
+
+
+def test_data_workers_draw_the_same_samples(train_raster, make_raster, make_reference, tmp_path):
+    """Two loader processes give bit-identical weights to drawing in-process (HR-only and real-pair sources)."""
+    from extendgan_geo.model.checkpoint import read_checkpoint
+
+    hr, ref = make_raster("pair.tif", bands=3), make_reference(bands=3)
+    kw = {"epochs": 1, "samples_per_epoch": 6, "pairs": ((str(hr), str(ref)),), "ref_bidx": (2, 3, 4)}
+    a = train(tiny(tmp_path / "a", train_raster, **kw))
+    b = train(tiny(tmp_path / "b", train_raster, workers=2, **kw))
+    wa, _ = read_checkpoint(a.last)
+    wb, _ = read_checkpoint(b.last)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k

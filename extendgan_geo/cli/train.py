@@ -81,7 +81,7 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--triplet/--no-triplet", default=None, help="Triplet loss on/off (ablation).")
 @click.option("--seed", type=int)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--workers", type=click.IntRange(min=0))
+@click.option("--workers", type=click.IntRange(min=0), help="Processes that draw training samples (0 = none).")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), help="last.safetensors of a run.")
 @click.option(
     "--init",

@@ -11,11 +11,13 @@ the expensive warp runs over 1/factor^2 of the pixels. A reference less than 4x 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -116,6 +118,8 @@ class RefGrid:
     factor: int
     nearest: bool
     tmp: str | None = None
+    vrt_source: tuple[str, dict[str, Any]] | None = None  # (reference path, WarpedVRT arguments) when factor is 1
+    owns_tmp: bool = True
 
     @property
     def _read_indexes(self) -> list[int]:
@@ -164,22 +168,22 @@ class RefGrid:
         # The intermediate grid: HR-aligned, `factor` x coarser, one cell of margin on each side.
         transform = dst_grid @ Affine.translation(-factor, -factor) @ Affine.scale(factor)
         width, height = math.ceil(hr.width / factor) + 2, math.ceil(hr.height / factor) + 2
-        vrt = WarpedVRT(
-            ref,
-            src_transform=src_transform,
-            crs=hr.crs,
-            transform=transform if factor > 1 else dst_grid,
-            width=width if factor > 1 else hr.width,
-            height=height if factor > 1 else hr.height,
-            resampling=Resampling[resampling],
-            src_nodata=nodata if nodata is not None else ref.nodata,
-            nodata=np.nan,  # NaN never collides with a valid value (rasterio#3508)
-            dtype="float32",
-            warp_mem_limit=256,
-        )
+        vrt_kwargs: dict[str, Any] = {
+            "src_transform": src_transform,
+            "crs": hr.crs,
+            "transform": transform if factor > 1 else dst_grid,
+            "width": width if factor > 1 else hr.width,
+            "height": height if factor > 1 else hr.height,
+            "resampling": Resampling[resampling],
+            "src_nodata": nodata if nodata is not None else ref.nodata,
+            "nodata": np.nan,  # NaN never collides with a valid value (rasterio#3508)
+            "dtype": "float32",
+            "warp_mem_limit": 256,
+        }
+        vrt = WarpedVRT(ref, **vrt_kwargs)
         nearest = resampling == "nearest"
         if factor == 1:
-            return cls(vrt, tuple(indexes), shift, overlap, factor, nearest)
+            return cls(vrt, tuple(indexes), shift, overlap, factor, nearest, vrt_source=(ref.name, vrt_kwargs))
         tmp = _materialize(vrt, indexes, tmpdir)
         vrt.close()
         logger.info("reference warped once to a %dx%d grid (%d HR px per cell)", width, height, factor)
@@ -212,10 +216,18 @@ class RefGrid:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 1e-6, num / den, np.float32(np.nan)).astype(np.float32)
 
-    def close(self) -> None:
-        """Close the reference view and delete the intermediate file."""
-        self.source.close()
+    def reopen(self) -> RefGrid:
+        """The same grid on new file handles (for a forked worker process); its close() keeps the parent's file."""
         if self.tmp:
+            return dataclasses.replace(self, source=rasterio.open(self.tmp), owns_tmp=False)
+        assert self.vrt_source is not None
+        path, kwargs = self.vrt_source
+        return dataclasses.replace(self, source=WarpedVRT(rasterio.open(path), **kwargs))
+
+    def close(self) -> None:
+        """Close the reference view and delete the intermediate file (when this grid made it)."""
+        self.source.close()
+        if self.tmp and self.owns_tmp:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.tmp)
 

@@ -43,7 +43,8 @@ class TrainConfig:
         mask_kinds: training mask layouts. mask_files: user mask rasters (non-zero = gap) for kind "file".
         seed: seed of the split, the samples and the weights.
         device: "auto", "cpu" or "cuda". amp: bf16/fp16 autocast on CUDA.
-        workers: DataLoader workers.
+        workers: processes that draw training samples ahead of the model (torch DataLoader; 0 = draw them in the
+            training process). The samples and their order are the same for any count.
         resume: checkpoint (`last.safetensors`) to continue from.
         max_minutes: stop after the epoch that ends past this wall-clock budget (0 = no limit); the run stays
             resumable (`resume`), so a long run can be trained in chunks on a shared or time-limited machine.

@@ -8,6 +8,7 @@ its configuration, which makes resumed runs continue identically.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -221,6 +222,16 @@ class RasterSamples:
             return hr, ref, float("nan"), ranges
         ref, factor = simulate_reference(hr, ranges, rng, self.degrade, self.resampling)
         return hr, ref, factor, ranges
+
+    def reopen(self) -> None:
+        """Open every raster again on new file handles, for a forked data-loader worker.
+
+        A worker must not read through the parent's handles: GDAL file offsets and caches are per process.
+        """
+        for s in self.sources:
+            s.hr = dataclasses.replace(s.hr, src=rasterio.open(s.hr.src.name))
+            if s.ref is not None:
+                s.ref = s.ref.reopen()
 
     def close(self) -> None:
         """Close every raster."""

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -384,6 +384,47 @@ def _past(started: float, minutes: float, device: torch.device, world: int) -> b
     return past
 
 
+class _EpochSamples(torch.utils.data.Dataset[dict[str, np.ndarray]]):
+    """The training samples of one epoch for one rank, in step order (what `_batch` would draw)."""
+
+    def __init__(self, data: RasterSamples, epoch: int, ids: list[int]) -> None:
+        self.data, self.epoch, self.ids = data, epoch, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        s = self.data.sample("train", self.epoch, self.ids[i])
+        return {k: s[k] for k in ("hr", "ref", "gap")}
+
+
+def _reopen_in_worker(_: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    assert info is not None
+    info.dataset.data.reopen()
+
+
+def _batches(trainer: Trainer, epoch: int, steps: int, rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The epoch's batches for this rank: drawn here, or by `workers` processes (same samples, same order)."""
+    cfg, device = trainer.cfg, trainer.device
+    firsts = [(step * world + rank) * cfg.batch_size for step in range(steps)]
+    if not cfg.workers:
+        for first in firsts:
+            yield _batch(trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), device)
+        return
+    ids = [i for first in firsts for i in range(first, first + cfg.batch_size)]
+    loader = torch.utils.data.DataLoader(
+        _EpochSamples(trainer.data, epoch, ids),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.workers,
+        worker_init_fn=_reopen_in_worker,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4,
+    )
+    for batch in loader:
+        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def _run_epoch(
     trainer: Trainer,
     epoch: int,
@@ -397,9 +438,7 @@ def _run_epoch(
     lr_g, lr_d = trainer.set_lr(epoch)
     t0 = time.perf_counter()
     sums: dict[str, float] = {}
-    for step in range(steps):
-        first = (step * world + rank) * cfg.batch_size
-        batch = _batch(trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), trainer.device)
+    for batch in _batches(trainer, epoch, steps, rank, world):
         for k, v in trainer.step(batch).items():
             sums[k] = sums.get(k, 0.0) + v
         if progress:
