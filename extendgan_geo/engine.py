@@ -20,6 +20,7 @@ from rasterio.windows import Window
 from extendgan_geo.blending import UnitAccumulator, cast_to_dtype, window_weights
 from extendgan_geo.config import FillConfig
 from extendgan_geo.fillers.base import Filler, TileBatch
+from extendgan_geo.heal import heal_batch
 from extendgan_geo.io.gaps import GapReader, GapScan
 from extendgan_geo.io.raster import HrRaster
 from extendgan_geo.io.reference import RefGrid
@@ -83,6 +84,8 @@ class Engine:
         # Fillers asked for a spread return it as one extra channel, blended like the values.
         self.spread = bool(getattr(filler, "spread", False))
         self.acc = UnitAccumulator(len(hr.indexes) + self.spread, (height, width), unit)
+        # Edge healing for the fillers that predict the known pixels too (not the raw baselines).
+        self.heal = cfg.heal and filler.name in ("match", "gan")
         self.counts = Counts(windows_total=self.grid.count)
         self.alpha_max = 0.0
         self._weight_cache: dict[tuple[int | bool, ...], np.ndarray] = {}
@@ -123,6 +126,9 @@ class Engine:
             batch = TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array([[r, c] for c in chunk]))
             with timed(seconds, "filler"):
                 pred = self.filler(batch)
+            if self.heal:
+                with timed(seconds, "heal"):
+                    pred = heal_batch(pred, batch.hr, batch.gap, self.ref.scale, len(sel))
             with timed(seconds, "blend"):
                 for j, c in enumerate(chunk):
                     h, w = self.grid.extent(r, c)

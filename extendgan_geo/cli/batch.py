@@ -78,6 +78,7 @@ _OPTION_NAMES = (
     "mask_buffer",
     "resampling",
     "coregister",
+    "heal",
     "method",
     "model",
     "tile",

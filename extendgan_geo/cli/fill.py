@@ -86,6 +86,7 @@ def _fill_config(opts: dict[str, Any]) -> FillConfig:
         mask_buffer=opts["mask_buffer"],
         resampling=opts["resampling"],
         coregister=opts["coregister"],
+        heal=opts["heal"],
         method=opts["method"],
         model=opts["model"],
         device=opts["device"],

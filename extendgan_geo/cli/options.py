@@ -140,6 +140,14 @@ _FILL_OPTIONS: dict[str, _Option] = {
         },
         "Remove a global reference shift.",
     ),
+    "heal": _Option(
+        ("--heal/--no-heal",),
+        {
+            "default": FillConfig.heal,
+            "show_default": True,
+            "help": "Carry the known pixels' residual along the gap edge into the fill (methods match and gan).",
+        },
+    ),
     "method": _Option(
         ("--method",),
         {

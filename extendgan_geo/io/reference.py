@@ -109,6 +109,7 @@ class RefGrid:
         overlap: share of the HR footprint that the reference's bounding box covers.
         factor: HR pixels per intermediate pixel (1 = direct warp to the HR grid).
         nearest: upsample with nearest instead of bilinear weights.
+        scale: the reference's pixel size over the HR's (its scale factor).
     """
 
     source: WarpedVRT | rasterio.io.DatasetReader
@@ -120,6 +121,7 @@ class RefGrid:
     tmp: str | None = None
     vrt_source: tuple[str, dict[str, Any]] | None = None  # (reference path, WarpedVRT arguments) when factor is 1
     owns_tmp: bool = True
+    scale: float = 1.0
 
     @property
     def _read_indexes(self) -> list[int]:
@@ -164,7 +166,8 @@ class RefGrid:
         dx = shift[0] * hr.transform.a + shift[1] * hr.transform.b
         dy = shift[0] * hr.transform.d + shift[1] * hr.transform.e
         dst_grid = Affine.translation(-dx, -dy) @ hr.transform
-        factor = _factor(ref, hr)
+        scale = _ratio(ref, hr)
+        factor = _cell(scale)
         # The intermediate grid: HR-aligned, `factor` x coarser, one cell of margin on each side.
         transform = dst_grid @ Affine.translation(-factor, -factor) @ Affine.scale(factor)
         width, height = math.ceil(hr.width / factor) + 2, math.ceil(hr.height / factor) + 2
@@ -183,11 +186,13 @@ class RefGrid:
         vrt = WarpedVRT(ref, **vrt_kwargs)
         nearest = resampling == "nearest"
         if factor == 1:
-            return cls(vrt, tuple(indexes), shift, overlap, factor, nearest, vrt_source=(ref.name, vrt_kwargs))
+            return cls(
+                vrt, tuple(indexes), shift, overlap, factor, nearest, vrt_source=(ref.name, vrt_kwargs), scale=scale
+            )
         tmp = _materialize(vrt, indexes, tmpdir)
         vrt.close()
         logger.info("reference warped once to a %dx%d grid (%d HR px per cell)", width, height, factor)
-        return cls(rasterio.open(tmp), tuple(indexes), shift, overlap, factor, nearest, tmp)
+        return cls(rasterio.open(tmp), tuple(indexes), shift, overlap, factor, nearest, tmp, scale=scale)
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         """Read the reference under an HR window.
@@ -242,11 +247,23 @@ def _interp(coarse: np.ndarray, ry: np.ndarray, wy: np.ndarray, cx: np.ndarray, 
 
 
 def _factor(ref: DatasetReader, hr: DatasetReader) -> int:
+    """HR pixels per intermediate cell for this reference and HR grid."""
+    return _cell(_ratio(ref, hr))
+
+
+def _cell(scale: float) -> int:
     """HR pixels per intermediate cell: half the reference/HR resolution ratio, 1 below a ratio of 4."""
+    return max(1, int(scale // 2)) if scale >= 4 else 1
+
+
+def _ratio(ref: DatasetReader, hr: DatasetReader) -> float:
+    """The reference's pixel size over the HR's, in the HR CRS (geometric mean of both axes).
+
+    The intermediate grid of `RefGrid.build` has half that many HR pixels per cell (1 below a ratio of 4).
+    """
     left, bottom, right, top = transform_bounds(ref.crs, hr.crs, *ref.bounds, densify_pts=21)
     ref_res = math.sqrt((right - left) * (top - bottom) / (ref.width * ref.height))
-    ratio = ref_res / math.sqrt(abs(hr.transform.determinant))
-    return max(1, int(ratio // 2)) if ratio >= 4 else 1
+    return float(ref_res / math.sqrt(abs(hr.transform.determinant)))
 
 
 def _materialize(vrt: WarpedVRT, indexes: tuple[int, ...], tmpdir: str | None) -> str:
