@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=2)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--resampling", default=EvalConfig.resampling, help="reference warp kernel of every method")
+    ap.add_argument("--no-heal", action="store_true", help="fill without edge healing")
     ap.add_argument("--files", default="", help="comma-separated subset of the validation file names")
     args = ap.parse_args()
     extra = tuple(m for m in args.models.split(",") if m)
@@ -61,6 +62,7 @@ def main() -> None:
             tiles=TileConfig(size=256, overlap=64),
             device="cpu",
             resampling=args.resampling,
+            heal=not args.no_heal,
         )
         out = os.path.join(args.out, os.path.splitext(name)[0])
         result = evaluate(path, out, cfg=cfg, progress=lambda n, f=name: print(f"{f}: {n}", flush=True))

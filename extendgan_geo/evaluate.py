@@ -62,6 +62,7 @@ class EvalConfig:
         rgb: three band positions (1-based, within `indexes`) shown in the pictures; None = first three.
         device: torch device of learned methods.
         resampling: kernel that warps the reference onto the HR grid, for every method and for SSIM-D.
+        heal: edge healing for match and gan (`FillConfig.heal`).
     """
 
     layouts: tuple[str, ...] = ("right-half", "quarter", "seam", "cloud")
@@ -79,6 +80,7 @@ class EvalConfig:
     rgb: tuple[int, ...] | None = None
     device: str = "auto"
     resampling: ResamplingKind = "cubic"
+    heal: bool = True
 
     def __post_init__(self) -> None:
         if self.resampling not in get_args(ResamplingKind):
@@ -335,6 +337,7 @@ def _run_case(
         tiles=cfg.tiles,
         device=cfg.device,  # type: ignore[arg-type]
         resampling=cfg.resampling,
+        heal=cfg.heal,
     )
     out_cfg = OutputConfig(cog=False, overwrite=True)
     models = dict(zip(methods[len(cfg.methods) :], cfg.models, strict=True))
