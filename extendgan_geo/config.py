@@ -90,8 +90,8 @@ class FillConfig:
         mask_buffer: grow the gap by this many HR pixels (seams and fuzzy cloud edges).
         resampling: kernel that warps the reference onto the HR grid.
         coregister: estimate and remove a global sub-pixel shift of the reference.
-        heal: for methods match and gan, carry the residual of the known pixels along the gap edge a few pixels
-            into the gap (`extendgan_geo.heal`), so the fill meets its surroundings without a step.
+        heal: for method match, carry the residual of the known pixels along the gap edge a few pixels into the
+            gap (`extendgan_geo.heal`), so the fill meets its surroundings without a step (gan shapes its own edge).
         method: "auto" (the bundled or `model` generator when it fits the bands, else "match"), "match"
             (per-window radiometric matching), "gan" (the Extend-GAN generator), or the floor
             baselines "reference" (the warped reference as it is) and "fillnodata" (GDAL inverse-distance fill,

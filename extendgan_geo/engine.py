@@ -84,8 +84,9 @@ class Engine:
         # Fillers asked for a spread return it as one extra channel, blended like the values.
         self.spread = bool(getattr(filler, "spread", False))
         self.acc = UnitAccumulator(len(hr.indexes) + self.spread, (height, width), unit)
-        # Edge healing for the fillers that predict the known pixels too (not the raw baselines).
-        self.heal = cfg.heal and filler.name in ("match", "gan")
+        # Edge healing for match (its prediction at the known pixels is the same fit as in the gap). Not for gan:
+        # the network sees the known pixels and shapes the edge itself, and healing made it worse (docs/usage.md).
+        self.heal = cfg.heal and filler.name == "match"
         self.counts = Counts(windows_total=self.grid.count)
         self.alpha_max = 0.0
         self._weight_cache: dict[tuple[int | bool, ...], np.ndarray] = {}

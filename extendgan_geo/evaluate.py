@@ -62,7 +62,7 @@ class EvalConfig:
         rgb: three band positions (1-based, within `indexes`) shown in the pictures; None = first three.
         device: torch device of learned methods.
         resampling: kernel that warps the reference onto the HR grid, for every method and for SSIM-D.
-        heal: edge healing for match and gan (`FillConfig.heal`).
+        heal: edge healing for match (`FillConfig.heal`).
     """
 
     layouts: tuple[str, ...] = ("right-half", "quarter", "seam", "cloud")

@@ -270,7 +270,7 @@ def _provenance(inputs: _Inputs, cfg: FillConfig) -> dict[str, str]:
         "EGAN_REFERENCE_BANDS": ",".join(map(str, inputs.ref.indexes)),
         "EGAN_BANDS": ",".join(map(str, inputs.hr.indexes)),
         "EGAN_RESAMPLING": cfg.resampling,
-        "EGAN_HEAL": "yes" if cfg.heal and inputs.filler.name in ("match", "gan") else "no",
+        "EGAN_HEAL": "yes" if cfg.heal and inputs.filler.name == "match" else "no",
         "EGAN_REFERENCE_SHIFT_PX": f"{inputs.ref.shift[0]:.4f},{inputs.ref.shift[1]:.4f}",
         "EGAN_TILE": str(tiles.size),
         "EGAN_OVERLAP": str(tiles.overlap),

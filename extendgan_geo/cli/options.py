@@ -145,7 +145,7 @@ _FILL_OPTIONS: dict[str, _Option] = {
         {
             "default": FillConfig.heal,
             "show_default": True,
-            "help": "Carry the known pixels' residual along the gap edge into the fill (methods match and gan).",
+            "help": "Carry the known pixels' residual along the gap edge into the fill (method match).",
         },
     ),
     "method": _Option(
