@@ -464,3 +464,11 @@ def test_memory_limit_zero_means_no_limit():
 
     with dask_client(ClusterOptions(workers=1, memory_limit=0, processes=False)) as (c, _):
         assert [w["memory_limit"] for w in c.scheduler_info()["workers"].values()] in ([0], [None])
+
+
+def test_manifest_heal_column_reaches_the_fill_config():
+    from extendgan_geo.batch import build_configs, normalize_options
+
+    assert build_configs(normalize_options({"heal": "no"}, "row 1"))[0].heal is False
+    assert build_configs(normalize_options({"heal": "yes"}, "row 1"))[0].heal is True
+    assert build_configs(normalize_options({}, "row 1"))[0].heal is True
