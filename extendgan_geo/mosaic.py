@@ -1142,12 +1142,27 @@ def fill_mosaic(
                     os.replace(tmp_mask, output + FILL_MASK_SUFFIX)
                     result.fill_mask = output + FILL_MASK_SUFFIX
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_tree(workdir)
     result.gap_pixels, result.seam_pixels = asm.counts["gap"], asm.counts["seam"]
     result.filled_pixels, result.unfilled_pixels = asm.counts["filled"], asm.counts["unfilled"]
     result.seconds = {**seconds, "total": time.perf_counter() - t0}
     logger.info("%s", result.summary())
     return result
+
+
+def _remove_tree(path: str, seconds: float = 30.0) -> None:
+    """Remove a folder that a cancelled strip may still be writing into: again until it is gone.
+
+    A strip already running when the mosaic fails is not stopped by Dask's cancel; a file it creates while the
+    folder is being removed makes that removal fail (not empty). Once the folder is gone the strip's next write
+    fails in the strip itself, never here.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def _run_strips(

@@ -425,3 +425,31 @@ def test_relative_paths_become_absolute_for_the_workers(scenes, ref, tmp_path, c
     assert [s.path for s in plan.scenes] == [str(p) for p in scenes]
     result = fill_mosaic([p.name for p in scenes], "ref.tif", "rel.tif", CFG, OutputConfig(cog=False), where=client)
     assert result.filled_pixels > 0 and (tmp_path / "rel.tif").exists()
+
+
+def test_staging_folder_is_removed_even_while_a_straggler_writes_into_it(tmp_path):
+    import threading
+
+    from extendgan_geo.mosaic import _remove_tree
+
+    folder = tmp_path / ".out.tif.x.strips"
+    folder.mkdir()
+    stop = threading.Event()
+
+    def straggler() -> None:  # a cancelled strip that keeps creating files until its folder is gone
+        i = 0
+        while not stop.is_set():
+            try:
+                (folder / f"strip{i:05d}.base.tif").write_bytes(b"x" * 1000)
+            except FileNotFoundError:
+                return
+            i += 1
+
+    t = threading.Thread(target=straggler)
+    t.start()
+    try:
+        _remove_tree(str(folder))
+    finally:
+        stop.set()
+        t.join()
+    assert not folder.exists()  # and it cannot come back: writes do not create folders
