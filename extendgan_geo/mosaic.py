@@ -1151,16 +1151,23 @@ def fill_mosaic(
 
 
 def _remove_tree(path: str, seconds: float = 30.0) -> None:
-    """Remove a folder that a cancelled strip may still be writing into: again until it is gone.
+    """Remove a folder that a cancelled strip may still be writing into.
 
-    A strip already running when the mosaic fails is not stopped by Dask's cancel; a file it creates while the
-    folder is being removed makes that removal fail (not empty). Once the folder is gone the strip's next write
-    fails in the strip itself, never here.
+    A strip already running when the mosaic fails is not stopped by Dask's cancel. The folder is first renamed, so
+    from then on no file can be created under its old path (the strip's next write fails in the strip itself), and
+    then removed, again until it is gone (a file created just before the rename can make one removal fail).
     """
+    doomed = f"{path}.removing"
+    try:
+        os.rename(path, doomed)
+    except FileNotFoundError:
+        return
+    except OSError:
+        doomed = path
     deadline = time.monotonic() + seconds
     while True:
-        shutil.rmtree(path, ignore_errors=True)
-        if not os.path.exists(path) or time.monotonic() > deadline:
+        shutil.rmtree(doomed, ignore_errors=True)
+        if not os.path.exists(doomed) or time.monotonic() > deadline:
             return
         time.sleep(0.05)
 

@@ -452,4 +452,4 @@ def test_staging_folder_is_removed_even_while_a_straggler_writes_into_it(tmp_pat
     finally:
         stop.set()
         t.join()
-    assert not folder.exists()  # and it cannot come back: writes do not create folders
+    assert not folder.exists() and not list(tmp_path.iterdir())  # nothing left, and writes do not create folders
