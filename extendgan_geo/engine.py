@@ -20,7 +20,7 @@ from rasterio.windows import Window
 from extendgan_geo.blending import UnitAccumulator, cast_to_dtype, window_weights
 from extendgan_geo.config import FillConfig
 from extendgan_geo.fillers.base import Filler, TileBatch
-from extendgan_geo.heal import heal_batch
+from extendgan_geo.heal import heal_batch, heals
 from extendgan_geo.io.gaps import GapReader, GapScan
 from extendgan_geo.io.raster import HrRaster
 from extendgan_geo.io.reference import RefGrid
@@ -84,9 +84,7 @@ class Engine:
         # Fillers asked for a spread return it as one extra channel, blended like the values.
         self.spread = bool(getattr(filler, "spread", False))
         self.acc = UnitAccumulator(len(hr.indexes) + self.spread, (height, width), unit)
-        # Edge healing for match (its prediction at the known pixels is the same fit as in the gap). Not for gan:
-        # the network sees the known pixels and shapes the edge itself, and healing made it worse (docs/usage.md).
-        self.heal = cfg.heal and filler.name == "match"
+        self.heal = heals(filler, cfg.heal)
         self.counts = Counts(windows_total=self.grid.count)
         self.alpha_max = 0.0
         self._weight_cache: dict[tuple[int | bool, ...], np.ndarray] = {}

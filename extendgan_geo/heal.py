@@ -42,12 +42,21 @@ def heal_window(pred: np.ndarray, hr: np.ndarray, gap: np.ndarray, scale: float)
     ring = known & (outside <= max(2.0, 2.0 * sigma)) & np.isfinite(pred).all(axis=0)
     weight = ndimage.gaussian_filter(ring.astype(np.float64), sigma, mode="nearest")
     fade = np.where(gap, np.exp(-inside / reach), 0.0) * (weight > 1e-3)
-    out = pred.copy()
+    out = np.empty_like(pred)
     for b in range(pred.shape[0]):
         residual = np.where(ring, hr[b].astype(np.float64) - np.nan_to_num(pred[b]), 0.0)
         smooth = ndimage.gaussian_filter(residual, sigma, mode="nearest") / np.maximum(weight, 1e-12)
         out[b] = pred[b] + (smooth * fade).astype(np.float32)
     return out
+
+
+def heals(filler: object, enabled: bool) -> bool:
+    """Whether a run heals: `--heal` is on and the filler's prediction at known pixels measures its error in the gap.
+
+    Only `match` says so (`heals = True`). `gan` does not: the network sees the known pixels and shapes the edge
+    itself, and healing its output made it worse (docs/usage.md); the floor baselines are never healed.
+    """
+    return enabled and bool(getattr(filler, "heals", False))
 
 
 def heal_batch(pred: np.ndarray, hr: np.ndarray, gap: np.ndarray, scale: float, bands: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from extendgan_geo.config import FillConfig, OutputConfig
 from extendgan_geo.engine import Counts, Engine, Progress, timed
 from extendgan_geo.errors import BandMismatchError, ConfigError
 from extendgan_geo.fillers.base import Filler, TileBatch
+from extendgan_geo.heal import heals
 from extendgan_geo.io.cog import (
     check_output,
     copies_bytes,
@@ -270,7 +271,7 @@ def _provenance(inputs: _Inputs, cfg: FillConfig) -> dict[str, str]:
         "EGAN_REFERENCE_BANDS": ",".join(map(str, inputs.ref.indexes)),
         "EGAN_BANDS": ",".join(map(str, inputs.hr.indexes)),
         "EGAN_RESAMPLING": cfg.resampling,
-        "EGAN_HEAL": "yes" if cfg.heal and inputs.filler.name == "match" else "no",
+        "EGAN_HEAL": "yes" if heals(inputs.filler, cfg.heal) else "no",
         "EGAN_REFERENCE_SHIFT_PX": f"{inputs.ref.shift[0]:.4f},{inputs.ref.shift[1]:.4f}",
         "EGAN_TILE": str(tiles.size),
         "EGAN_OVERLAP": str(tiles.overlap),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ import pytest
 import rasterio
 import shapely
 from click.testing import CliRunner, Result
-from distributed import Client, LocalCluster
 from rio_cogeo.cogeo import cog_validate
 
 from extendgan_geo.batch import (
@@ -41,15 +40,6 @@ CFG = FillConfig(ref_indexes=(2, 3, 4, 5), method="match", tiles=TileConfig(size
 OPTIONS = "method: match\n  ref_bidx: [2, 3, 4, 5]\n  tile: 32\n  overlap: 8"
 CSV_HEAD = "hr,ref,mask,out,method,ref_bidx,tile,overlap"
 CSV_OPTS = "match,2 3 4 5,32,8"
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
 
 
 @pytest.fixture

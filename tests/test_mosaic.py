@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +14,6 @@ import pytest
 import rasterio
 import shapely
 from click.testing import CliRunner, Result
-from distributed import Client, LocalCluster
 from rasterio.features import geometry_mask
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, calculate_default_transform, reproject
@@ -36,15 +35,6 @@ HOLE_COVERED = (20, 30, 74, 88)  # a nodata hole of scene 0 that scene 1 covers:
 HOLE_OPEN = (30, 45, 10, 30)  # a nodata hole of scene 0 that no scene covers: gap
 CFG = FillConfig(ref_indexes=(2, 3, 4, 5), method="match", tiles=TileConfig(size=32, overlap=8))
 SEAM = 8.0  # metres: 2 px
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
 
 
 def truth() -> np.ndarray:

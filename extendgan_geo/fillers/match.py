@@ -57,6 +57,7 @@ class MatchFiller:
     tile: int | None = None
     model_hash = ""
     supports_spread = True
+    heals = True  # its prediction at the known pixels is the same fit as in the gap (extendgan_geo.heal)
 
     def __init__(self, bands: int, *, min_known: float = 0.05) -> None:
         self.bands: int | None = bands
