@@ -1,11 +1,13 @@
 """Copy a trained generator into the package as the shipped default model, with its training record.
 
 Usage: python scripts/bundle_model.py runs/default_ft/best.safetensors [--log runs/default_ft/log.csv]
-       [--stage-log runs/default/log.csv] [--hardware "2-core AMD EPYC VM, CPU only"] [--name default]
+       [--stage-log runs/default/log.csv] [--stage-record stage.json] [--hardware "2-core AMD EPYC VM, CPU only"]
+       [--name default]
 
 Writes extendgan_geo/weights/default.safetensors (generator tensors only) and default.json (the metadata, plus
 "training": epochs, wall time and hardware from the run's log; with --stage-log, the earlier stages' logs too,
-e.g. the run a fine-tune started from).
+e.g. the run a fine-tune started from; with --stage-record, an earlier stage whose log.csv was not kept, as a JSON
+object with "log_file", "epochs", "wall_seconds", "samples_seen" and a "note" saying where the figures come from).
 """
 
 from __future__ import annotations
@@ -29,11 +31,17 @@ def main() -> None:
     ap.add_argument("--hardware", default=f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU")
     ap.add_argument("--name", default="default")
     ap.add_argument("--stage-log", action="append", default=[], help="log.csv of an earlier stage (repeatable)")
+    ap.add_argument(
+        "--stage-record",
+        action="append",
+        default=[],
+        help="JSON summary of an earlier stage without a log.csv (repeatable; after the --stage-log stages)",
+    )
     args = ap.parse_args()
     tensors, meta = read_checkpoint(args.checkpoint)
     tensors = {k: v for k, v in tensors.items() if k.startswith("generator.")}
     log = args.log or os.path.join(os.path.dirname(args.checkpoint), "log.csv")
-    stages = [_stage(path) for path in [*args.stage_log, log]]
+    stages = [_stage(path) for path in args.stage_log] + [_record(path) for path in args.stage_record] + [_stage(log)]
     rows = stages[-1].pop("rows")
     earlier = [{k: v for k, v in st.items() if k != "rows"} for st in stages[:-1]]
     meta["training"] = {
@@ -56,6 +64,16 @@ def main() -> None:
     digest = save_checkpoint(out, tensors, meta)
     print(f"{os.path.relpath(out)}: {os.path.getsize(out) / 1e6:.2f} MB, sha256 {digest}")
     print(json.dumps(meta["training"] | {"log": f"{len(rows)} epochs"}, indent=1))
+
+
+def _record(path: str) -> dict:
+    """An earlier stage summarised by hand in a JSON file (its log.csv was lost), checked for the needed keys."""
+    with open(path) as f:
+        record = json.load(f)
+    missing = {"log_file", "epochs", "wall_seconds", "samples_seen", "note"} - set(record)
+    if missing:
+        raise SystemExit(f"{path}: missing keys {sorted(missing)}; expected a stage summary (see --help)")
+    return record
 
 
 def _stage(log: str) -> dict:
