@@ -28,9 +28,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_fill  # noqa: E402
+import bench_fill
 
-from extendgan_geo.model.generator import PRESETS, Generator, GeneratorConfig  # noqa: E402
+from extendgan_geo.model.generator import PRESETS, Generator, GeneratorConfig
 
 
 def tile_rate(g: Generator, batch: int, bf16: bool, repeats: int) -> float:
