@@ -335,9 +335,7 @@ def degrade(dn: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
     out = np.empty((bands, rows // REF_FACTOR, cols // REF_FACTOR), dtype=np.float64)
     for b in range(bands):
         blurred = ndimage.gaussian_filter(dn[b].astype(np.float64), REF_BLUR_SIGMA_PX, mode="nearest")
-        coarse = blurred.reshape(rows // REF_FACTOR, REF_FACTOR, cols // REF_FACTOR, REF_FACTOR).mean(
-            axis=(1, 3)
-        )
+        coarse = blurred.reshape(rows // REF_FACTOR, REF_FACTOR, cols // REF_FACTOR, REF_FACTOR).mean(axis=(1, 3))
         out[b] = REF_GAIN[b] * coarse + REF_OFFSET[b]
     return out[list(REF_BAND_ORDER)].astype(np.float32)
 
@@ -408,9 +406,7 @@ def write_ref(ref: Raster, path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def cloud_polygon(
-    cloud: npt.NDArray[np.bool_], window: tuple[int, int, int, int], min_px: int
-) -> MultiPolygon:
+def cloud_polygon(cloud: npt.NDArray[np.bool_], window: tuple[int, int, int, int], min_px: int) -> MultiPolygon:
     """Polygonize the cloud blobs of one mask window, in window pixel coordinates.
 
     Blobs touching the window border are dropped (they would be cut straight), as are blobs smaller
@@ -457,9 +453,7 @@ def seam_polygon(hr: Raster) -> Polygon:
     y0 = intercept + SEAM_OFFSET_PX
     half = SEAM_WIDTH_PX / 2.0
     x1 = float(HR_SIZE)
-    strip = Polygon(
-        [(0, y0 - half), (x1, y0 + slope * x1 - half), (x1, y0 + slope * x1 + half), (0, y0 + half)]
-    )
+    strip = Polygon([(0, y0 - half), (x1, y0 + slope * x1 - half), (x1, y0 + slope * x1 + half), (0, y0 + half)])
     strip = strip.intersection(shapely.box(0, 0, HR_SIZE, HR_SIZE))
     return shapely.segmentize(pixel_to_hr(strip, hr, row=0, col=0), PIXEL)
 
@@ -507,8 +501,7 @@ def gap_masks(gdf: gpd.GeoDataFrame, hr: Raster) -> list[npt.NDArray[np.bool_]]:
     """Rasterize each gap polygon on the hr grid (pixel centres inside), one boolean array each."""
     geoms = gdf.to_crs(hr.crs).geometry
     return [
-        rasterize([g], out_shape=(HR_SIZE, HR_SIZE), transform=hr.transform, dtype="uint8").astype(bool)
-        for g in geoms
+        rasterize([g], out_shape=(HR_SIZE, HR_SIZE), transform=hr.transform, dtype="uint8").astype(bool) for g in geoms
     ]
 
 

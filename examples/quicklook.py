@@ -19,9 +19,7 @@ from rasterio.vrt import WarpedVRT
 def read_rgb(path: str, bands: list[int], like: rasterio.io.DatasetReader | None) -> np.ndarray:
     """Read three bands as float (NaN = nodata), warped onto `like`'s grid when given."""
     with rasterio.open(path) as src:
-        if like is not None and (
-            src.crs != like.crs or src.transform != like.transform or src.shape != like.shape
-        ):
+        if like is not None and (src.crs != like.crs or src.transform != like.transform or src.shape != like.shape):
             with WarpedVRT(
                 src,
                 crs=like.crs,
@@ -66,19 +64,14 @@ def main() -> None:
     for path, panel in zip(args.rasters, panels, strict=True):
         if "ref" in path.split("/")[-1]:  # another sensor: its own stretch
             images.append(
-                stretch(
-                    panel, np.nanpercentile(panel, 2, axis=(1, 2)), np.nanpercentile(panel, 98, axis=(1, 2))
-                )
+                stretch(panel, np.nanpercentile(panel, 2, axis=(1, 2)), np.nanpercentile(panel, 98, axis=(1, 2)))
             )
         else:
             images.append(stretch(panel, lo, hi))
     if args.outline:
         with rasterio.open(args.outline) as src:
             filled = src.read(1) == 1
-        edge = (
-            filled & ~np.pad(filled, 1, mode="edge")[2:, 1:-1]
-            | filled & ~np.pad(filled, 1, mode="edge")[1:-1, 2:]
-        )
+        edge = filled & ~np.pad(filled, 1, mode="edge")[2:, 1:-1] | filled & ~np.pad(filled, 1, mode="edge")[1:-1, 2:]
         images[0][edge] = (255, 0, 255)
     h, w = images[0].shape[:2]
     pad, top = 8, 22
@@ -91,9 +84,7 @@ def main() -> None:
         draw.text((x, 5), title, fill="black")
     if args.width and canvas.width > args.width:
         canvas = canvas.resize((args.width, round(canvas.height * args.width / canvas.width)), Image.LANCZOS)
-    canvas.save(args.out, quality=88) if args.out.lower().endswith((".jpg", ".jpeg")) else canvas.save(
-        args.out
-    )
+    canvas.save(args.out, quality=88) if args.out.lower().endswith((".jpg", ".jpeg")) else canvas.save(args.out)
 
 
 if __name__ == "__main__":

@@ -106,3 +106,45 @@ def test_move_into_place_across_filesystems(tmp_path, monkeypatch):
     assert final.read_bytes() == b"payload" and not src.exists()
     assert len(calls) == 2 and os.path.dirname(calls[1][0]) == str(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_polygon_gaps_rasterize_from_many_threads_without_warnings(make_raster, tmp_path):
+    """Batch and mosaic rasterize polygon strips on threads: the masks are right and no spurious warning appears."""
+    import threading
+    import warnings
+
+    import geopandas as gpd
+    import shapely
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from extendgan_geo.io.masks import open_gap_source
+
+    from .conftest import HR_CRS, HR_ORIGIN, HR_RES
+
+    hr = make_raster("hr.tif", height=64, width=64, kind="none")
+    x0, y0 = HR_ORIGIN
+    square = shapely.box(x0 + 8 * HR_RES, y0 - 40 * HR_RES, x0 + 40 * HR_RES, y0 - 8 * HR_RES)
+    gpkg = tmp_path / "gaps.gpkg"
+    gpd.GeoDataFrame(geometry=[square], crs=HR_CRS).to_file(gpkg, layer="gaps")
+    caught: list[str] = []
+    wrong: list[int] = []
+    with rasterio.open(hr) as src, warnings.catch_warnings():
+        source = open_gap_source(str(gpkg), layer=None, hr=src)
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, *args, **kwargs: (
+            caught.append(str(message)) if issubclass(category, NotGeoreferencedWarning) else None
+        )
+
+        def work() -> None:
+            for _ in range(200):
+                mask = source.window(0, 0, 64, 64)
+                if int(mask.sum()) != 32 * 32 or not mask[8:40, 8:40].all():
+                    wrong.append(int(mask.sum()))
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not wrong
+    assert not caught, caught[:3]

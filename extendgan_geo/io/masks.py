@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from typing import Protocol
 
@@ -28,6 +29,7 @@ from extendgan_geo.io.raster import open_raster, require_crs
 from extendgan_geo.io.reference import footprint_overlap
 
 logger = logging.getLogger(__name__)
+_RASTERIZE_LOCK = threading.Lock()
 
 VECTOR_SUFFIXES = (
     ".gpkg",
@@ -119,7 +121,10 @@ class VectorGaps:
         hits = self.tree.query(box(min(xs), min(ys), max(xs), max(ys)))
         if len(hits) == 0:
             return np.zeros(shape, dtype=bool)
-        return geometry_mask(self.geoms[hits], out_shape=shape, transform=t, invert=True)
+        # rasterio's in-memory rasterization is not thread-safe: calls from concurrent threads (batch and mosaic
+        # strips on a threaded Dask cluster) emit spurious NotGeoreferencedWarnings. One call at a time.
+        with _RASTERIZE_LOCK:
+            return geometry_mask(self.geoms[hits], out_shape=shape, transform=t, invert=True)
 
     def close(self) -> None:
         """Nothing to release."""
