@@ -103,26 +103,40 @@ def time_training(preset: str, bands: int, repeats: int) -> float:
 DEFAULT = GeneratorConfig(bands=1, ref_bands=1, width=8, bandwise=True, residual=True)
 
 
-def speed_pair(bands: int, repeats: int, channels_last: bool = False) -> dict[str, float]:
-    """Forward time per 256 x 256 tile of the default and the paper generator, interleaved in one run (fp32)."""
+def speed_pair(bands: int, repeats: int, channels_last: bool = False, compile: bool = False) -> dict[str, float]:
+    """Forward time per 256 x 256 tile of the default and the paper generator, interleaved in one run (fp32).
+
+    With `compile`, both networks are also timed through `torch.compile` (what `egan-fill --compile` runs),
+    interleaved with the plain ones; the one-off compile times are reported, not timed as forwards.
+    """
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     default = Generator(DEFAULT).eval().to(memory_format=fmt)
     paper = Generator(GeneratorConfig(bands=bands, ref_bands=bands, width=32)).eval().to(memory_format=fmt)
     x = torch.randn(1, bands, 256, 256).to(memory_format=fmt)
     gap = torch.zeros(1, 1, 256, 256)
     gap[..., 128:] = 1
-    times: dict[str, list[float]] = {"default": [], "paper": []}
+    nets: dict[str, Any] = {"default": default, "paper": paper}
+    out: dict[str, float] = {}
     with torch.inference_mode():
-        for g in (default, paper):
+        if compile:
+            for name, g in list(nets.items()):
+                t = time.perf_counter()
+                nets[f"{name}_compiled"] = torch.compile(g)
+                nets[f"{name}_compiled"](x, x, gap)
+                out[f"{name}_compile_s"] = time.perf_counter() - t
+        for g in nets.values():
             g(x, x, gap)
+        times: dict[str, list[float]] = {name: [] for name in nets}
         for _ in range(repeats):
-            for name, g in (("default", default), ("paper", paper)):
+            for name, g in nets.items():
                 t = time.perf_counter()
                 g(x, x, gap)
                 times[name].append(time.perf_counter() - t)
-    out = {f"{k}_ms_median": 1e3 * statistics.median(v) for k, v in times.items()}
+    out.update({f"{k}_ms_median": 1e3 * statistics.median(v) for k, v in times.items()})
     out.update({f"{k}_ms_min": 1e3 * min(v) for k, v in times.items()})
     out["ratio_median"] = out["default_ms_median"] / out["paper_ms_median"]
+    if compile:
+        out["ratio_compiled_median"] = out["default_compiled_ms_median"] / out["paper_compiled_ms_median"]
     out["default_params_M"] = sum(p.numel() for p in default.parameters()) / 1e6
     out["paper_params_M"] = sum(p.numel() for p in paper.parameters()) / 1e6
     out["default_gmacs"] = count_macs(default, x, x, gap) / 1e9
@@ -139,9 +153,10 @@ def main() -> None:
     parser.add_argument("--skip-bf16", default="", help="comma-separated presets whose bf16 timing is skipped")
     parser.add_argument("--pair", action="store_true", help="only the default-vs-paper forward timing")
     parser.add_argument("--channels-last", action="store_true", help="both networks in channels-last layout")
+    parser.add_argument("--compile", action="store_true", help="with --pair: also both networks via torch.compile")
     args = parser.parse_args()
     if args.pair:
-        res = speed_pair(args.bands, args.repeats, args.channels_last)
+        res = speed_pair(args.bands, args.repeats, args.channels_last, args.compile)
         layout = "channels-last" if args.channels_last else "contiguous"
         print(
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.bands} bands, 256 x 256, "
@@ -154,6 +169,11 @@ def main() -> None:
         print(f"| paper (w32) | {res['paper_params_M']:.3f} | {res['paper_gmacs']:.2f} | "
               f"{res['paper_ms_median']:.0f} | {res['paper_ms_min']:.0f} |")  # fmt: skip
         print(f"ratio default / paper (medians): {res['ratio_median']:.2f}")
+        if args.compile:
+            for name in ("default", "paper"):
+                print(f"| {name}, torch.compile | | | {res[name + '_compiled_ms_median']:.0f} | "
+                      f"{res[name + '_compiled_ms_min']:.0f} | (compile {res[name + '_compile_s']:.0f} s)")  # fmt: skip
+            print(f"ratio default / paper, both compiled (medians): {res['ratio_compiled_median']:.2f}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(res, f, indent=2)

@@ -121,6 +121,7 @@ OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {
     "heal": _bool,
     "device": _text,
     "precision": _text,
+    "compile": _bool,
     "match_min_known": _float,
     "tile": _int,
     "overlap": _int,
@@ -153,6 +154,7 @@ _FILL_FIELDS = {
     "heal": "heal",
     "device": "device",
     "precision": "precision",
+    "compile": "compile",
     "match_min_known": "match_min_known",
 }
 _OUTPUT_FIELDS = {"cog": "cog", "co": "creation_options", "overwrite": "overwrite", "fill_mask": "write_fill_mask"}

@@ -99,6 +99,9 @@ class FillConfig:
         model: path of a checkpoint for method "gan" (None = the bundled model).
         device: torch device for learned fillers.
         precision: arithmetic of learned fillers ("bf16" autocast is faster on CPUs with bf16 and on GPUs).
+        compile: run learned fillers through `torch.compile` (a one-off compile per process and band count,
+            cached on disk by torch; then about 1.6x faster per window on CPUs). Falls back to plain torch with a
+            warning when compiling fails (no C++ compiler, an unsupported platform).
         match_min_known: share of known pixels in a window at which "match" trusts the window fit fully.
         tiles: window grid and blending.
     """
@@ -116,6 +119,7 @@ class FillConfig:
     model: str | None = None
     device: DeviceKind = "auto"
     precision: PrecisionKind = "fp32"
+    compile: bool = False
     match_min_known: float = 0.05
     tiles: TileConfig = field(default_factory=TileConfig)
 

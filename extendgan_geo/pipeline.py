@@ -146,7 +146,7 @@ def make_filler(cfg: FillConfig, bands: int) -> Filler:
         return FillnodataFiller(bands)
     from extendgan_geo.fillers.gan import load_gan_filler
 
-    return load_gan_filler(cfg.model, device=cfg.device, bands=bands, precision=cfg.precision)
+    return load_gan_filler(cfg.model, device=cfg.device, bands=bands, precision=cfg.precision, compile=cfg.compile)
 
 
 def _check_filler(filler: Filler, cfg: FillConfig, bands: int, ref_bands: int) -> None:

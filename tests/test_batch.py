@@ -462,3 +462,10 @@ def test_manifest_heal_column_reaches_the_fill_config():
     assert build_configs(normalize_options({"heal": "no"}, "row 1"))[0].heal is False
     assert build_configs(normalize_options({"heal": "yes"}, "row 1"))[0].heal is True
     assert build_configs(normalize_options({}, "row 1"))[0].heal is True
+
+
+def test_manifest_compile_column_reaches_the_fill_config():
+    from extendgan_geo.batch import build_configs, normalize_options
+
+    assert build_configs(normalize_options({"compile": "yes"}, "row 1"))[0].compile is True
+    assert build_configs(normalize_options({}, "row 1"))[0].compile is False

@@ -87,6 +87,7 @@ _OPTION_NAMES = (
     "batch_size",
     "device",
     "precision",
+    "compile",
     "co",
     "cog",
     "fill_mask",

@@ -91,6 +91,7 @@ def _fill_config(opts: dict[str, Any]) -> FillConfig:
         model=opts["model"],
         device=opts["device"],
         precision=opts["precision"],
+        compile=opts["compile"],
         tiles=tiles,
     )
 

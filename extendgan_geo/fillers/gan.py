@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from importlib import resources
 from typing import Any
 
@@ -22,6 +23,8 @@ from extendgan_geo.scaling import BandScaling, WindowScaling, band_range
 logger = logging.getLogger(__name__)
 
 BUNDLED = "extendgan_geo.weights"
+# torch.compile backend of --compile ("eager" skips code generation: the tests use it to check the plumbing).
+COMPILE_BACKEND = "inductor"
 
 
 def bundled_model() -> str | None:
@@ -73,6 +76,8 @@ class GanFiller:
         model_hash: sha256 of the checkpoint file.
         device: torch device name.
         precision: "fp32" or "bf16" (autocast).
+        bands: the run's band count (bandwise models).
+        compile: run the generator through `torch.compile`; plain torch, with a warning, if compiling fails.
     """
 
     name = "gan"
@@ -87,8 +92,15 @@ class GanFiller:
         device: str,
         precision: str = "fp32",
         bands: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.generator = generator.to(device)
+        self.compiled: Any = None
+        if compile:
+            import torch
+
+            # Inductor compiles lazily, at the first call of each input shape; failures surface there.
+            self.compiled = torch.compile(self.generator, backend=COMPILE_BACKEND)
         self.precision = precision
         self.meta = meta
         self.model_hash = model_hash
@@ -169,7 +181,7 @@ class GanFiller:
                     args = [t[i : i + step] for t in tensors]
                     if dims:
                         args = [a.flip(dims) for a in args]
-                    y = self.generator(*args).float()
+                    y = self._forward(*args).float()
                     outs.append((y.flip(dims) if dims else y).cpu())
                 variants.append(from_model(torch.cat(outs).numpy()))
         stack = np.stack(variants)
@@ -178,6 +190,26 @@ class GanFiller:
             return pred
         spread = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
         return np.concatenate([pred, np.where(ref_ok, spread, np.float32(np.nan))], axis=1).astype(np.float32)
+
+    def _forward(self, *args: Any) -> Any:
+        """The generator's output, compiled when asked for and possible."""
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as exc:  # compilation errors: no C++ compiler, an unsupported platform or op
+                warnings.warn(
+                    f"--compile: torch.compile failed ({type(exc).__name__}: {_first_line(exc)}); "
+                    "running the generator without it",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.compiled = None
+        return self.generator(*args)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no message"
 
 
 def _known_range(batch: TileBatch) -> np.ndarray:
@@ -189,7 +221,9 @@ def _known_range(batch: TileBatch) -> np.ndarray:
     return band_range(pixels)
 
 
-def load_gan_filler(model: str | None, *, device: str, bands: int, precision: str = "fp32") -> GanFiller:
+def load_gan_filler(
+    model: str | None, *, device: str, bands: int, precision: str = "fp32", compile: bool = False
+) -> GanFiller:
     """Load an Extend-GAN checkpoint (or the bundled one) as a filler.
 
     Args:
@@ -197,6 +231,7 @@ def load_gan_filler(model: str | None, *, device: str, bands: int, precision: st
         device: "auto", "cpu" or "cuda".
         bands: HR band count the run fills.
         precision: "fp32" or "bf16".
+        compile: run the generator through `torch.compile`.
 
     Raises:
         CheckpointError: no checkpoint, or an unreadable one.
@@ -220,7 +255,13 @@ def load_gan_filler(model: str | None, *, device: str, bands: int, precision: st
             "(no --model), or train one for this layout: egan-fill train --hr FILE -b ... (docs/training.md)"
         )
     filler = GanFiller(
-        generator, meta, model_hash=file_sha256(path), device=pick_device(device), precision=precision, bands=bands
+        generator,
+        meta,
+        model_hash=file_sha256(path),
+        device=pick_device(device),
+        precision=precision,
+        bands=bands,
+        compile=compile,
     )
     logger.info("gan: %s (%s), device %s", os.path.basename(path), filler.model_hash[:12], filler.device)
     return filler
