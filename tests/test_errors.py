@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,10 @@ def write_vector(path: Path, layers: dict[str, list[Any]], crs: str | None = HR_
     """A GeoPackage with one layer per entry (a layer may hold no feature)."""
     for name, geoms in layers.items():
         frame = gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=crs))
-        frame.to_file(path, layer=name, engine="pyogrio")
+        with warnings.catch_warnings():
+            # A file without a CRS is what some cases need; pyogrio warns that it writes one.
+            warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+            frame.to_file(path, layer=name, engine="pyogrio")
     return path
 
 
