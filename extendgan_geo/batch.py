@@ -474,10 +474,12 @@ def _vrt_sources(path: str) -> list[str]:
 def normalized_settings(cfg: FillConfig, out_cfg: OutputConfig) -> dict[str, Any]:
     """The settings that decide an output's content, as JSON-ready values.
 
-    Left out: `device` and `batch_size` (where and in what batches windows are computed), `overwrite`, `tmpdir`.
+    Left out: `device`, `batch_size` and `compile` (where, in what batches and through which torch path windows
+    are computed), `overwrite`, `tmpdir`.
     """
     fill = dataclasses.asdict(cfg)
     fill.pop("device")
+    fill.pop("compile")
     fill["tiles"].pop("batch_size")
     fill["model"] = os.path.realpath(cfg.model) if cfg.model else None
     output = {

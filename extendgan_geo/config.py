@@ -100,7 +100,7 @@ class FillConfig:
         device: torch device for learned fillers.
         precision: arithmetic of learned fillers ("bf16" autocast is faster on CPUs with bf16 and on GPUs).
         compile: run learned fillers through `torch.compile` (a one-off compile per process and band count,
-            cached on disk by torch; then about 1.6x faster per window on CPUs). Falls back to plain torch with a
+            cached on disk by torch; then about 1.3-1.6x faster per window on CPUs). Falls back to plain torch with a
             warning when compiling fails (no C++ compiler, an unsupported platform).
         match_min_known: share of known pixels in a window at which "match" trusts the window fit fully.
         tiles: window grid and blending.

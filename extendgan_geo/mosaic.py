@@ -51,7 +51,7 @@ from affine import Affine
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.features import geometry_mask, shapes
+from rasterio.features import shapes
 from rasterio.io import DatasetReader
 from rasterio.transform import array_bounds
 from rasterio.vrt import WarpedVRT
@@ -68,7 +68,7 @@ from extendgan_geo.engine import timed
 from extendgan_geo.errors import ConfigError, EganError, GridMismatchError, InputError
 from extendgan_geo.fillers.base import TileBatch
 from extendgan_geo.io.cog import check_output, finalize, output_profile, removing_on_error, temp_path
-from extendgan_geo.io.masks import vector_layers
+from extendgan_geo.io.masks import polygon_mask, vector_layers
 from extendgan_geo.io.raster import HrRaster, alpha_band, open_raster, require_crs
 from extendgan_geo.io.reference import RefGrid, _factor, default_ref_indexes, footprint_overlap
 from extendgan_geo.pipeline import FILL_MASK_SUFFIX, fill_raster, summary_tail
@@ -545,7 +545,7 @@ def gap_codes(plan: MosaicPlan, owner: np.ndarray, region: tuple[int, int, int, 
         aoi = np.zeros(shape, dtype=bool)
     else:
         t = window_transform(Window(c0, r0, c1 - c0, r1 - r0), plan.transform)
-        aoi = geometry_mask([plan.aoi], out_shape=shape, transform=t, invert=True)
+        aoi = polygon_mask([plan.aoi], shape, t)
     valid = owner >= 0
     codes = np.where(valid, KEEP, np.where(aoi, GAP, OUTSIDE)).astype(np.uint8)
     if plan.seam_buffer > 0:

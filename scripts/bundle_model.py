@@ -35,7 +35,8 @@ def main() -> None:
         "--stage-record",
         action="append",
         default=[],
-        help="JSON summary of an earlier stage without a log.csv (repeatable; after the --stage-log stages)",
+        help="JSON summary of an earlier stage without a log.csv (repeatable; after the --stage-log stages) "
+        "with keys log_file, epochs, wall_seconds (of the whole train process), samples_seen and note",
     )
     args = ap.parse_args()
     tensors, meta = read_checkpoint(args.checkpoint)
@@ -73,6 +74,9 @@ def _record(path: str) -> dict:
     missing = {"log_file", "epochs", "wall_seconds", "samples_seen", "note"} - set(record)
     if missing:
         raise SystemExit(f"{path}: missing keys {sorted(missing)}; expected a stage summary (see --help)")
+    numbers = [k for k in ("epochs", "wall_seconds", "samples_seen") if not isinstance(record[k], int | float)]
+    if numbers:
+        raise SystemExit(f"{path}: {numbers} are not numbers; expected numbers, e.g. 12 epochs")
     return record
 
 

@@ -262,7 +262,8 @@ def test_signature_follows_inputs_and_settings_not_execution_details(inputs, tmp
     row = {"hr": str(inputs["hr0"]), "ref": str(inputs["ref0"]), "out": str(tmp_path / "o.tif")}
     job = make_job(row, "test")
     sig = job_signature(job)
-    assert sig == job_signature(make_job(row, "test", defaults={"device": "cpu", "batch_size": 2, "overwrite": True}))
+    execution = {"device": "cpu", "batch_size": 2, "overwrite": True, "compile": True}
+    assert sig == job_signature(make_job(row, "test", defaults=execution))
     assert sig == job_signature(make_job({**row, "tile": "256", "overlap": "64"}, "test"))
     assert sig != job_signature(make_job(row, "test", defaults={"method": "match"}))
     assert sig != job_signature(make_job({**row, "mask": str(inputs["ref1"])}, "test"))

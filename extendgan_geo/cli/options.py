@@ -225,7 +225,7 @@ _FILL_OPTIONS: dict[str, _Option] = {
             "default": FillConfig.compile,
             "show_default": True,
             "help": "torch.compile the generator of --method gan: a one-off compile (about 1 min the first time, "
-            "cached by torch), then about 1.6x faster per window on CPUs; plain torch if compiling fails.",
+            "cached by torch), then about 1.3-1.6x faster per window on CPUs; plain torch if compiling fails.",
         },
         "torch.compile the generator of --method gan.",
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from importlib import resources
 from typing import Any
@@ -25,6 +26,11 @@ logger = logging.getLogger(__name__)
 BUNDLED = "extendgan_geo.weights"
 # torch.compile backend of --compile ("eager" skips code generation: the tests use it to check the plumbing).
 COMPILE_BACKEND = "inductor"
+# Compiled generators run one call at a time: torch.compile is not thread-safe, and batch and mosaic may run several
+# fillers on the threads of one process. A failed compile is remembered for the process, so later fillers (one per
+# batch job or mosaic strip) neither retry it nor warn again.
+_COMPILE_LOCK = threading.Lock()
+_compile_failed: str | None = None
 
 
 def bundled_model() -> str | None:
@@ -96,11 +102,14 @@ class GanFiller:
     ) -> None:
         self.generator = generator.to(device)
         self.compiled: Any = None
-        if compile:
+        self._rows = 0  # the batch size a compiled GPU generator is called with (smaller batches are padded)
+        if compile and _compile_failed is None:
             import torch
 
             # Inductor compiles lazily, at the first call of each input shape; failures surface there.
-            self.compiled = torch.compile(self.generator, backend=COMPILE_BACKEND)
+            self.compiled = torch.compile(self.generator, backend=COMPILE_BACKEND, dynamic=False)
+        elif compile:
+            logger.info("--compile skipped: torch.compile failed earlier in this process (%s)", _compile_failed)
         self.precision = precision
         self.meta = meta
         self.model_hash = model_hash
@@ -163,9 +172,6 @@ class GanFiller:
         hr, ref_m, from_model = self._to_model(batch, ref)
         gap = batch.gap.astype(np.float32)
         bf16 = self.precision == "bf16"
-        tensors = [
-            torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device) for a in (hr, ref_m, gap)
-        ]
         # On CPUs one window per call is faster than a batch (0.58 vs 1.0 s per window for the paper network,
         # docs/benchmarks.md); GPUs take the whole batch.
         step = 1 if self.device == "cpu" else len(batch)
@@ -175,6 +181,11 @@ class GanFiller:
             torch.inference_mode(),
             torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=bf16),
         ):
+            # Made inside inference mode, like their flipped copies: a compiled generator sees one kind of tensor
+            # (inference tensors and normal ones would each cost a compile).
+            tensors = [
+                torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device) for a in (hr, ref_m, gap)
+            ]
             for dims in flips:
                 outs = []
                 for i in range(0, len(batch), step):
@@ -193,17 +204,32 @@ class GanFiller:
 
     def _forward(self, *args: Any) -> Any:
         """The generator's output, compiled when asked for and possible."""
-        if self.compiled is not None:
-            try:
-                return self.compiled(*args)
-            except Exception as exc:  # compilation errors: no C++ compiler, an unsupported platform or op
+        global _compile_failed
+        if self.compiled is None:
+            return self.generator(*args)
+        import torch
+        from torch._dynamo.exc import TorchDynamoException
+
+        n = len(args[0])
+        self._rows = max(self._rows, n) if self.device != "cpu" else n
+        padded = args
+        if n < self._rows:
+            # The last batch of a GPU run is smaller: pad it to the compiled size instead of compiling again.
+            padded = tuple(torch.cat([a, a[-1:].expand(self._rows - n, *a.shape[1:])]) for a in args)
+        try:
+            with _COMPILE_LOCK:
+                return self.compiled(*padded)[:n]
+        except TorchDynamoException as exc:  # compiling failed: no C++ compiler, an unsupported platform or op
+            self.compiled = None
+            with _COMPILE_LOCK:
+                first = _compile_failed is None
+                _compile_failed = f"{type(exc).__name__}: {_first_line(exc)}"
+            if first:
                 warnings.warn(
-                    f"--compile: torch.compile failed ({type(exc).__name__}: {_first_line(exc)}); "
-                    "running the generator without it",
+                    f"--compile: torch.compile failed ({_compile_failed}); running the generator without it",
                     RuntimeWarning,
                     stacklevel=2,
                 )
-                self.compiled = None
         return self.generator(*args)
 
 

@@ -12,10 +12,11 @@ import logging
 import os
 import threading
 import warnings
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from rasterio.io import DatasetReader
@@ -30,6 +31,19 @@ from extendgan_geo.io.reference import footprint_overlap
 
 logger = logging.getLogger(__name__)
 _RASTERIZE_LOCK = threading.Lock()
+
+
+def polygon_mask(geoms: Any, shape: tuple[int, int], transform: Affine) -> np.ndarray:
+    """(H, W) bool, True at the pixels whose centre lies in a polygon (GDAL's rule), one call at a time.
+
+    rasterio's rasterizer silences a NotGeoreferencedWarning of its in-memory dataset with
+    `warnings.catch_warnings()`, which swaps the process-wide warning filters: calls from concurrent threads (batch
+    and mosaic strips on a threaded Dask cluster) undo each other's silencing and leak spurious warnings. The masks
+    themselves are right; the lock keeps the warnings out.
+    """
+    with _RASTERIZE_LOCK:
+        return geometry_mask(geoms, out_shape=shape, transform=transform, invert=True)
+
 
 VECTOR_SUFFIXES = (
     ".gpkg",
@@ -121,10 +135,7 @@ class VectorGaps:
         hits = self.tree.query(box(min(xs), min(ys), max(xs), max(ys)))
         if len(hits) == 0:
             return np.zeros(shape, dtype=bool)
-        # rasterio's in-memory rasterization is not thread-safe: calls from concurrent threads (batch and mosaic
-        # strips on a threaded Dask cluster) emit spurious NotGeoreferencedWarnings. One call at a time.
-        with _RASTERIZE_LOCK:
-            return geometry_mask(self.geoms[hits], out_shape=shape, transform=t, invert=True)
+        return polygon_mask(self.geoms[hits], shape, t)
 
     def close(self) -> None:
         """Nothing to release."""
