@@ -5,8 +5,9 @@
 # Usage: scripts/train_timed.sh SETTINGS.toml OUT_DIR SECONDS [more `egan-fill train` options]
 #   e.g. scripts/train_timed.sh configs/default_gpu_b.toml runs/stage3c 480 --init runs/default_gpu_b/best.safetensors
 #
-# Environment: EPOCHS (default 12), PROBE (samples of the probe epoch, default 8192), EGAN (the command, default
-# `python -m extendgan_geo.cli.main`). The settings' batch_size rounds the epoch size; --max-minutes guards the end.
+# Environment: EPOCHS (default 12), PROBE (samples of the probe epoch, default 8192), PYTHON (default python3),
+# EGAN (the command, default `$PYTHON -m extendgan_geo.cli.main`). The settings' batch_size rounds the epoch size;
+# --max-minutes guards the end.
 # This is how stage 3 of the shipped model was sized (docs/model.md).
 set -euo pipefail
 if [ $# -lt 3 ]; then
@@ -15,14 +16,15 @@ if [ $# -lt 3 ]; then
 fi
 settings=$1 out=$2 budget=$3
 shift 3
-egan=${EGAN:-python -m extendgan_geo.cli.main}
+py=${PYTHON:-python3}
+egan=${EGAN:-$py -m extendgan_geo.cli.main}
 epochs=${EPOCHS:-12}
 start=$(date +%s)
 probe=$(mktemp -d)
 trap 'rm -rf "$probe"' EXIT
 # shellcheck disable=SC2086
 $egan train --settings "$settings" --out "$probe" --epochs 1 --samples-per-epoch "${PROBE:-8192}" -q "$@"
-read -r sps batch < <(python - "$probe/log.csv" "$probe/config.toml" <<'EOF'
+read -r sps batch < <("$py" - "$probe/log.csv" "$probe/config.toml" <<'EOF'
 import csv, sys
 try:
     import tomllib
@@ -35,8 +37,8 @@ EOF
 )
 left=$((budget - ($(date +%s) - start)))
 # 85 % of what is left: each epoch also validates, saves checkpoints and restarts its loader processes.
-per_epoch=$(python -c "print(max($batch, int($sps * $left * 0.85 / $epochs / $batch) * $batch))")
-minutes=$(python -c "print(max(0.5, round(($left - 45) / 60, 2)))")
+per_epoch=$("$py" -c "print(max($batch, int($sps * $left * 0.85 / $epochs / $batch) * $batch))")
+minutes=$("$py" -c "print(max(0.5, round(($left - 45) / 60, 2)))")
 echo "probe: $sps samples/s; $left s left -> $epochs epochs x $per_epoch samples (guard: --max-minutes $minutes)" >&2
 # shellcheck disable=SC2086
 $egan train --settings "$settings" --out "$out" --epochs "$epochs" --samples-per-epoch "$per_epoch" \
