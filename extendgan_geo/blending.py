@@ -90,7 +90,7 @@ def cast_to_dtype(values: np.ndarray, dtype: np.dtype, nodata: float | None) -> 
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        out = np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        out: np.ndarray = np.clip(np.rint(values), info.min, info.max).astype(dtype)
         if nodata is not None and not np.isnan(nodata) and info.min <= nodata <= info.max:
             # A filled pixel equal to nodata would read as a hole again: nudge it one step inwards.
             step = 1 if nodata < info.max else -1

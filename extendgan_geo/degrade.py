@@ -9,6 +9,7 @@ back to the HR grid (bilinear or cubic convolution, as the fill engine does). Al
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -65,7 +66,8 @@ def upsample_cubic(coarse: np.ndarray, factor: float, shape: tuple[int, int]) ->
         return m
 
     rows, cols = matrix(shape[0], coarse.shape[1]), matrix(shape[1], coarse.shape[2])
-    return rows @ coarse.astype(np.float64) @ cols.T
+    fine: np.ndarray = rows @ coarse.astype(np.float64) @ cols.T
+    return fine
 
 
 def upsample(coarse: np.ndarray, factor: float, shape: tuple[int, int], kernel: str = "bilinear") -> np.ndarray:
@@ -125,7 +127,7 @@ def simulate_coarse(
     ch, cw = max(1, round(h / factor)), max(1, round(w / factor))
     # Linear samples of the blurred field at the cell centres: the sensor blur stands in for the area average.
     coarse = np.stack([ndimage.zoom(b, (ch / h, cw / w), order=1, grid_mode=True, mode="nearest") for b in blurred])
-    gain = rng.uniform(*cfg.gain, c)[:, None, None]
+    gain = cast(np.ndarray, rng.uniform(*cfg.gain, c))[:, None, None]
     offset = (rng.uniform(-cfg.offset, cfg.offset, c) * band_range)[:, None, None]
     coarse = coarse * gain + offset
     if cfg.mixing > 0 and c > 1:

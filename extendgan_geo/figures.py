@@ -13,7 +13,7 @@ The PNG's text chunk "panels" holds the number of image panels (3 + 2 M).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
@@ -52,7 +52,7 @@ def _display_bands(n: int, rgb: tuple[int, ...] | None) -> list[int]:
 
 def _stretch(img: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     out = (img - lo[:, None, None]) / np.maximum(hi - lo, 1e-12)[:, None, None]
-    return (np.clip(np.nan_to_num(out), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+    return cast(np.ndarray, (np.clip(np.nan_to_num(out), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0))
 
 
 def _fit(rgb: np.ndarray) -> Image.Image:
@@ -90,9 +90,9 @@ def case_panel(case: Case, methods: list[str], path: str, *, rgb: tuple[int, ...
     results = [(m, _fit(_stretch(case.outputs[m][bands], lo, hi))) for m in methods]
     maps = []
     for m, e in errors.items():
-        rgb = LUT[(np.clip(np.nan_to_num(e) / top, 0, 1) * 255).astype(np.uint8)]
-        rgb[case.outputs[m + ":codes"] == 2] = GAP_COLOUR  # left unfilled by this method
-        maps.append((f"|error| {m}", _fit(rgb)))
+        err_rgb: np.ndarray = LUT[(np.clip(np.nan_to_num(e) / top, 0, 1) * 255).astype(np.uint8)]
+        err_rgb[case.outputs[m + ":codes"] == 2] = GAP_COLOUR  # left unfilled by this method
+        maps.append((f"|error| {m}", _fit(err_rgb)))
 
     cols = 3 + len(methods)
     cell_w, cell_h = PANEL + PAD, PANEL + TITLE + PAD

@@ -5,7 +5,7 @@ Every function returns a (size, size) bool array, True where the pixel is missin
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from scipy import ndimage
@@ -57,7 +57,7 @@ def seam(size: int, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) - (size - 1) / 2
     offset = rng.uniform(-0.3, 0.3) * size
     dist = np.abs(xx * np.cos(angle) + yy * np.sin(angle) - offset)
-    return dist < width / 2
+    return cast(np.ndarray, dist < width / 2)
 
 
 def cloud(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -65,7 +65,7 @@ def cloud(size: int, rng: np.random.Generator) -> np.ndarray:
     noise = rng.standard_normal((size, size))
     field = ndimage.gaussian_filter(noise, sigma=size / rng.uniform(6, 14), mode="wrap")
     cover = rng.uniform(0.2, 0.6)
-    return field > np.quantile(field, 1 - cover)
+    return cast(np.ndarray, field > np.quantile(field, 1 - cover))
 
 
 def from_pool(size: int, rng: np.random.Generator, pool: list[np.ndarray]) -> np.ndarray:

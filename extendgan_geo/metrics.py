@@ -25,7 +25,7 @@ Definitions (docs/metrics.md has the formulas and the pitfalls they avoid):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy import ndimage
@@ -72,14 +72,15 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float) -> np.ndarray:
     a, b = _f64(a), _f64(b)
 
     def blur(x: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(x, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
+        return cast(np.ndarray, ndimage.gaussian_filter(x, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect"))
 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a**2
     var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
-    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    smap: np.ndarray = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return smap
 
 
 def ssim(
@@ -144,7 +145,7 @@ def uqi(
         def mean(z: np.ndarray) -> np.ndarray:
             # uniform_filter centres an even window at offset window // 2: entry half + j is the mean of the
             # window whose top-left pixel is j.
-            return ndimage.uniform_filter(z, window, mode="constant")[
+            return cast(np.ndarray, ndimage.uniform_filter(z, window, mode="constant"))[
                 half : h - window + 1 + half, half : w - window + 1 + half
             ]
 
@@ -192,7 +193,7 @@ def mae(
     """(C,) mean absolute error over `region`, as a share of each band's data range."""
     t, p = _f64(truth), _f64(pred)
     m = _region(t.shape, region)
-    return np.abs(t - p)[:, m].mean(axis=1) / _ranges(data_range, t.shape[0])
+    return cast(np.ndarray, np.abs(t - p)[:, m].mean(axis=1) / _ranges(data_range, t.shape[0]))
 
 
 def boundary_pairs(gap: np.ndarray) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:

@@ -1216,7 +1216,7 @@ def _run_strips(
             # Strips already running are not stopped by cancel: let them finish before the caller removes their
             # folder, so nothing is written into it afterwards.
             with contextlib.suppress(Exception):
-                distributed_wait(list(futures), timeout=120)
+                distributed_wait(list(futures), timeout=120)  # type: ignore[no-untyped-call]
             asm.close()
             raise
     return asm

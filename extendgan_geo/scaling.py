@@ -8,7 +8,7 @@ training data) land on -1 and +1. The statistics are stored with the model and n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -120,4 +120,4 @@ def band_range(samples: np.ndarray) -> np.ndarray:
     """(C,) p99 - p1 of (C, N) samples ignoring NaN (at least 1e-6 of the magnitude, never 0)."""
     lo = np.nanpercentile(samples, 1.0, axis=1)
     hi = np.nanpercentile(samples, 99.0, axis=1)
-    return np.maximum(hi - lo, 1e-6 * np.maximum(np.abs(hi), 1.0)).astype(np.float32)
+    return cast(np.ndarray, np.maximum(hi - lo, 1e-6 * np.maximum(np.abs(hi), 1.0)).astype(np.float32))

@@ -20,7 +20,7 @@ class ReferenceFiller:
     """
 
     name = "reference"
-    tile = None
+    tile: int | None = None
     min_tile = None
     model_hash = ""
 
@@ -50,7 +50,7 @@ class FillnodataFiller:
     """
 
     name = "fillnodata"
-    tile = None
+    tile: int | None = None
     min_tile = 2048
     model_hash = ""
 

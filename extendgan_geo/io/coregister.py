@@ -79,7 +79,9 @@ def estimate_shift(
         )
     fixed = _flatten(data.astype(np.float64).mean(axis=0), hr_valid)
     moving = _flatten(ref_data.astype(np.float64).mean(axis=0), ref_valid)
-    coarse = phase_cross_correlation(fixed, moving, reference_mask=hr_valid, moving_mask=ref_valid)[0]
+    coarse = phase_cross_correlation(  # type: ignore[no-untyped-call]
+        fixed, moving, reference_mask=hr_valid, moving_mask=ref_valid
+    )[0]
     shift = [float(s) + _refine(fixed, moving, hr_valid, ref_valid, coarse, axis) for axis, s in enumerate(coarse)]
     # The shift registers `moving` onto `fixed` as (row, col) on the decimated grid.
     dy, dx = (s * f for s, f in zip(shift, (height / shape[0], width / shape[1]), strict=True))

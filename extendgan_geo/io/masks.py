@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import warnings
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import rasterio
@@ -42,7 +42,7 @@ def polygon_mask(geoms: Any, shape: tuple[int, int], transform: Affine) -> np.nd
     themselves are right; the lock keeps the warnings out.
     """
     with _RASTERIZE_LOCK:
-        return geometry_mask(geoms, out_shape=shape, transform=transform, invert=True)
+        return cast(np.ndarray, geometry_mask(geoms, out_shape=shape, transform=transform, invert=True))
 
 
 VECTOR_SUFFIXES = (

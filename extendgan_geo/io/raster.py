@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import rasterio
@@ -153,7 +154,7 @@ class HrRaster:
         Returns:
             (count, rows, cols) array of the file's dtype.
         """
-        return self.src.read(window=window)
+        return cast(np.ndarray, self.src.read(window=window))
 
     def read_mask(self, window: Window) -> np.ndarray | None:
         """Read the per-dataset mask of a window when holes come from it.
@@ -163,7 +164,7 @@ class HrRaster:
         """
         if not self.internal_mask:
             return None
-        return self.src.read_masks(1, window=window)
+        return cast(np.ndarray, self.src.read_masks(1, window=window))
 
     def expand(self, selected: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
         """Put the filled bands (and the alpha band, if given) back at their file positions, zeros elsewhere.

@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -84,7 +84,7 @@ def default_ref_indexes(ref: DatasetReader, nbands: int) -> tuple[int, ...]:
     )
 
 
-def upsample_weights(start: int, length: int, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def upsample_weights(start: int, length: int, factor: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Linear interpolation from a grid `factor` times coarser, for HR pixels [start, start + length).
 
     The coarse grid has one extra cell before the HR origin, so HR pixel i (centre i + 0.5) sits at coarse
@@ -203,7 +203,7 @@ class RefGrid:
         if self.factor == 1:
             # dst nodata is NaN, so a plain read already marks missing pixels; masked=True would warp twice.
             window = Window(col_off, row_off, width, height)
-            return self.source.read(indexes=self._read_indexes, window=window)
+            return cast(np.ndarray, self.source.read(indexes=self._read_indexes, window=window))
         f = self.factor
         ry, wy, r0 = upsample_weights(row_off, height, f)
         cx, wx, c0 = upsample_weights(col_off, width, f)
@@ -211,7 +211,7 @@ class RefGrid:
         coarse = self.source.read(indexes=self._read_indexes, window=Window(c0, r0, cols, rows))
         ry, cx = ry - r0, cx - c0
         if self.nearest:
-            return coarse[:, np.where(wy >= 0.5, ry, ry + 1)][:, :, np.where(wx >= 0.5, cx, cx + 1)]
+            return cast(np.ndarray, coarse[:, np.where(wy >= 0.5, ry, ry + 1)][:, :, np.where(wx >= 0.5, cx, cx + 1)])
         # Separable linear interpolation over the cells with data, renormalised by their weights: next to a
         # cell without data (the reference's edge or nodata) the pixel takes its valid neighbours, so the
         # reference reaches the last HR pixel it covers; NaN only where no contributing cell has data.

@@ -36,4 +36,5 @@ class Discriminator(nn.Module):
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.01)
         x = F.leaky_relu(self.head(x), 0.01)
-        return self.linear(x.mean(dim=(2, 3))).squeeze(1)
+        score: Tensor = self.linear(x.mean(dim=(2, 3))).squeeze(1)
+        return score

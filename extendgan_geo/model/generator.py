@@ -75,7 +75,7 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         w = cfg.width
-        kw = {"larn": cfg.larn, "larn_stats": cfg.larn_stats, "instance_norm": cfg.instance_norm}
+        kw: dict[str, Any] = {"larn": cfg.larn, "larn_stats": cfg.larn_stats, "instance_norm": cfg.instance_norm}
         c_in = 1 + cfg.ref_bands + cfg.bands + (2 if cfg.bandwise else 0)
         self.enc1 = GatedConv2d(c_in, w, 5, **kw)
         self.enc2 = GatedConv2d(w, 2 * w, 3, stride=2, **kw)
@@ -130,7 +130,8 @@ class Generator(nn.Module):
         d = self.dec15(torch.cat([self.dec14(d), e3], dim=1))
         d = _up(torch.cat([d, e2], dim=1))
         d = self.dec18(torch.cat([self.dec17(d), e1], dim=1))
-        return self.out(d)
+        out: Tensor = self.out(d)
+        return out
 
 
 def _up(x: Tensor) -> Tensor:

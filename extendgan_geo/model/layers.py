@@ -138,7 +138,7 @@ class GatedConv2d(nn.Module):
         weight = torch.cat([f.weight, self.gate.weight])
         bias = torch.cat([f.bias, self.gate.bias])  # type: ignore[list-item]
         both = F.conv2d(x, weight, bias, f.stride, f.padding, f.dilation)
-        feat, gate = both.split(f.out_channels, dim=1)
+        feat, gate = both.split(f.out_channels, dim=1)  # type: ignore[no-untyped-call]
         gate = torch.sigmoid(gate)
         y = F.elu(feat)
         y = y.mul_(gate) if not torch.is_grad_enabled() else y * gate

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -168,7 +169,7 @@ class RasterSamples:
         """Number of blocks in a split."""
         return sum(len(s.blocks[split]) for s in self.sources)
 
-    def sample(self, split: str, epoch: int, index: int) -> dict[str, np.ndarray]:
+    def sample(self, split: str, epoch: int, index: int) -> dict[str, Any]:
         """Draw sample `index` of `epoch` (validation ignores the epoch, so it is fixed).
 
         Returns:
@@ -252,4 +253,4 @@ def _match(hr: np.ndarray, ref: np.ndarray, gap: np.ndarray) -> np.ndarray:
     gain, bias, n = fit_gain_bias(hr, ref, ~gap)
     if n < 0.02 * gap.size:
         gain, bias, _ = fit_gain_bias(hr, ref, np.ones_like(gap))
-    return (gain[:, None, None] * ref + bias[:, None, None]).astype(np.float32)
+    return cast(np.ndarray, (gain[:, None, None] * ref + bias[:, None, None]).astype(np.float32))

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -100,6 +100,9 @@ def _batch(
 class Trainer:
     """Models, optimisers and state of one run."""
 
+    g_run: nn.Module
+    d_run: nn.Module
+
     def __init__(self, cfg: TrainConfig, data: RasterSamples, device: torch.device, world: int) -> None:
         self.cfg, self.data, self.device = cfg, data, device
         torch.manual_seed(cfg.seed)
@@ -157,14 +160,14 @@ class Trainer:
         tri = losses.triplet_ssim(comp.float(), hr, ref, gap, margin=cfg.margin) if triplet else rec * 0
         loss_g = cfg.lambda_rec * rec + cfg.lambda_adv * adv + cfg.lambda_triplet * tri
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        loss_g.backward()  # type: ignore[no-untyped-call]
         self.opt_g.step()
         loss_d = rec.detach() * 0
         if adversarial:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 loss_d = losses.d_hinge(self.d_run(hr, gap, ref).float(), self.d_run(comp.detach(), gap, ref).float())
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
+            loss_d.backward()  # type: ignore[no-untyped-call]
             self.opt_d.step()
         return {
             "loss_g": loss_g.item(),
@@ -395,7 +398,7 @@ class _EpochSamples(torch.utils.data.Dataset[dict[str, np.ndarray]]):
 def _reopen_in_worker(_: int) -> None:
     info = torch.utils.data.get_worker_info()
     assert info is not None
-    info.dataset.data.reopen()
+    cast(_EpochSamples, info.dataset).data.reopen()
 
 
 def _batches(trainer: Trainer, epoch: int, steps: int, rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
