@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import geometry_mask
 from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
@@ -31,6 +32,11 @@ from extendgan_geo.io.reference import footprint_overlap
 
 logger = logging.getLogger(__name__)
 _RASTERIZE_LOCK = threading.Lock()
+# rasterio means to silence this warning of its rasterizer's in-memory dataset (see `polygon_mask`); a filter that
+# lives as long as the process keeps it silent while other threads swap the filters (Dask's own threads too).
+warnings.filterwarnings(
+    "ignore", message="Dataset has no geotransform", category=NotGeoreferencedWarning, module=r"rasterio\.features"
+)
 
 
 def polygon_mask(geoms: Any, shape: tuple[int, int], transform: Affine) -> np.ndarray:
@@ -39,7 +45,7 @@ def polygon_mask(geoms: Any, shape: tuple[int, int], transform: Affine) -> np.nd
     rasterio's rasterizer silences a NotGeoreferencedWarning of its in-memory dataset with
     `warnings.catch_warnings()`, which swaps the process-wide warning filters: calls from concurrent threads (batch
     and mosaic strips on a threaded Dask cluster) undo each other's silencing and leak spurious warnings. The masks
-    themselves are right; the lock keeps the warnings out.
+    themselves are right. The lock keeps our own calls apart; a process-wide filter (below) covers other threads.
     """
     with _RASTERIZE_LOCK:
         return cast(np.ndarray, geometry_mask(geoms, out_shape=shape, transform=transform, invert=True))
