@@ -84,24 +84,9 @@ def scene_runs(out: Path, size: int, gap: float, batches: list[int]) -> list[dic
             )
     rows = []
     for label, extra in configs:
-        output = out / "filled.tif"
-        cmd = [
-            sys.executable,
-            "-m",
-            "extendgan_geo.cli.main",
-            str(hr),
-            "--ref",
-            str(ref),
-            "--ref-bidx",
-            bench_fill.REF_BIDX,
-            "-o",
-            str(output),
-            "--overwrite",
-            "--json",
-            "-q",
-            "--no-cog",
-            *extra,
-        ]
+        # bench_fill's command line, launched as a module (a machine may lack the egan-fill console script).
+        fill = bench_fill.fill_command(hr, ref, out / "filled.tif", cog=False, extra=extra)
+        cmd = [sys.executable, "-m", "extendgan_geo.cli.main", *fill[1:]]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0

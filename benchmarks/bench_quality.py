@@ -110,14 +110,18 @@ def _against_match(rows: list[dict], method: str) -> str:
     def pick(sel: list[dict], m: str, key: str) -> list[float]:
         return [float(r[key]) for r in sorted(sel, key=lambda r: (r["file"], r["case"])) if r["method"] == m]
 
+    def psnr(sel: list[dict]) -> tuple[list[float], list[float], list[float]]:
+        """match's and the method's gap PSNR over the cases of `sel`, and the method's gain per case."""
+        a, b = pick(sel, "match", "psnr"), pick(sel, method, "psnr")
+        return a, b, [y - x for x, y in zip(a, b, strict=True)]
+
     head = ["| factor | gaps | match PSNR | PSNR | gain dB | min gain | match SSIM | SSIM | match SSIM-D | SSIM-D | "
             "match seam | seam | wins |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     out = head
     groups = sorted({(float(r["factor"]), r["layout"]) for r in rows})
     for factor, layout in [*groups, (None, None)]:
         sel = [r for r in rows if factor is None or (float(r["factor"]), r["layout"]) == (factor, layout)]
-        a, b = pick(sel, "match", "psnr"), pick(sel, method, "psnr")
-        gains = [y - x for x, y in zip(a, b, strict=True)]
+        a, b, gains = psnr(sel)
         cells = [statistics.fmean(pick(sel, m, k)) for k in ("ssim", "ssim_d", "seam") for m in ("match", method)]
         label = "all" if factor is None else f"{factor:g}"
         out.append(
@@ -128,9 +132,7 @@ def _against_match(rows: list[dict], method: str) -> str:
         )
     out += ["", "| file | match PSNR | PSNR | gain dB | wins |", "|---|---|---|---|---|"]
     for name in sorted({r["file"] for r in rows}):
-        sel = [r for r in rows if r["file"] == name]
-        a, b = pick(sel, "match", "psnr"), pick(sel, method, "psnr")
-        gains = [y - x for x, y in zip(a, b, strict=True)]
+        a, b, gains = psnr([r for r in rows if r["file"] == name])
         out.append(
             f"| {name[:40]} | {statistics.fmean(a):.2f} | {statistics.fmean(b):.2f} | "
             f"{statistics.fmean(gains):+.2f} | {sum(g > 0 for g in gains)}/{len(gains)} |"

@@ -106,9 +106,8 @@ def load_generator(path: str | os.PathLike[str]) -> tuple[Generator, dict[str, A
     """
     tensors, meta = read_checkpoint(path)
     generator = Generator(GeneratorConfig.from_dict(meta["generator"]))
-    state = {k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")}
     try:
-        generator.load_state_dict(state)
+        generator.load_state_dict(module_state("generator", tensors))
     except RuntimeError as exc:
         raise CheckpointError(f"model {path!r}: weights do not fit its architecture ({exc})") from exc
     generator.eval()
@@ -118,3 +117,8 @@ def load_generator(path: str | os.PathLike[str]) -> tuple[Generator, dict[str, A
 def state_tensors(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     """`{prefix.name: tensor}` for every parameter and buffer of `module`."""
     return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def module_state(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of one module from checkpoint tensors: the inverse of `state_tensors`."""
+    return {k.removeprefix(prefix + "."): v for k, v in tensors.items() if k.startswith(prefix + ".")}

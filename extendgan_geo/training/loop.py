@@ -26,7 +26,7 @@ from extendgan_geo import __version__
 from extendgan_geo.degrade import DegradeConfig
 from extendgan_geo.errors import CheckpointError, ConfigError
 from extendgan_geo.model import losses
-from extendgan_geo.model.checkpoint import read_checkpoint, save_checkpoint, state_tensors
+from extendgan_geo.model.checkpoint import module_state, read_checkpoint, save_checkpoint, state_tensors
 from extendgan_geo.model.discriminator import Discriminator
 from extendgan_geo.model.generator import Generator, GeneratorConfig
 from extendgan_geo.training.config import TrainConfig, to_toml
@@ -255,7 +255,7 @@ class Trainer:
                 f"init {path!r}: its generator {theirs} differs from this run's {dataclasses.asdict(self.gcfg)}; "
                 "expected the same width, bandwise and residual settings as the checkpoint"
             )
-        self.g.load_state_dict({k[len("generator.") :]: v for k, v in tensors.items() if k.startswith("generator.")})
+        self.g.load_state_dict(module_state("generator", tensors))
 
     def load(self, path: str) -> None:
         """Restore models, optimisers, epoch and best score from a full checkpoint."""
@@ -263,7 +263,7 @@ class Trainer:
         if "epoch" not in meta or not any(k.startswith("opt_g.") for k in tensors):
             raise CheckpointError(f"{path!r} is not a resumable checkpoint; expected last.safetensors of a run")
         for prefix, module in (("generator", self.g), ("discriminator", self.d)):
-            module.load_state_dict({k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+            module.load_state_dict(module_state(prefix, tensors))
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             state = opt.state_dict()
             restored: dict[int, dict[str, torch.Tensor]] = {}
