@@ -1,13 +1,15 @@
 """Copy a trained generator into the package as the shipped default model, with its training record.
 
 Usage: python scripts/bundle_model.py runs/default_ft/best.safetensors [--log runs/default_ft/log.csv]
-       [--stage-log runs/default/log.csv] [--stage-record stage.json] [--hardware "2-core AMD EPYC VM, CPU only"]
-       [--name default]
+       [--stage-log runs/default/log.csv] [--stage-record stage.json] [--settings configs/default_ft.toml]
+       [--hardware "2-core AMD EPYC VM, CPU only"] [--name default]
 
 Writes extendgan_geo/weights/default.safetensors (generator tensors only) and default.json (the metadata, plus
 "training": epochs, wall time and hardware from the run's log; with --stage-log, the earlier stages' logs too,
 e.g. the run a fine-tune started from; with --stage-record, an earlier stage whose log.csv was not kept, as a JSON
 object with "log_file", "epochs", "wall_seconds", "samples_seen" and a "note" saying where the figures come from).
+Earlier stages are listed in the order given. With --settings, the recorded run folder and starting checkpoint are
+those of the repository's settings file (a run on a lent machine had its own scratch paths).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import platform
 
 from extendgan_geo.model.checkpoint import read_checkpoint, save_checkpoint
+from extendgan_geo.training.config import tomllib
 
 WEIGHTS = os.path.join(os.path.dirname(__file__), "..", "extendgan_geo", "weights")
 
@@ -30,19 +33,28 @@ def main() -> None:
     ap.add_argument("--log", help="the run's log.csv (default: next to the checkpoint)")
     ap.add_argument("--hardware", default=f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU")
     ap.add_argument("--name", default="default")
-    ap.add_argument("--stage-log", action="append", default=[], help="log.csv of an earlier stage (repeatable)")
     ap.add_argument(
-        "--stage-record",
+        "--stage-log",
+        dest="stages",
         action="append",
         default=[],
-        help="JSON summary of an earlier stage without a log.csv (repeatable; after the --stage-log stages) "
+        type=lambda p: ("log", p),
+        help="log.csv of an earlier stage (repeatable, in training order)",
+    )
+    ap.add_argument(
+        "--stage-record",
+        dest="stages",
+        action="append",
+        type=lambda p: ("record", p),
+        help="JSON summary of an earlier stage without a log.csv (repeatable, in training order) "
         "with keys log_file, epochs, wall_seconds (of the whole train process), samples_seen and note",
     )
+    ap.add_argument("--settings", help="the run's settings TOML in the repository: its out and init are recorded")
     args = ap.parse_args()
     tensors, meta = read_checkpoint(args.checkpoint)
     tensors = {k: v for k, v in tensors.items() if k.startswith("generator.")}
     log = args.log or os.path.join(os.path.dirname(args.checkpoint), "log.csv")
-    stages = [_stage(path) for path in args.stage_log] + [_record(path) for path in args.stage_record] + [_stage(log)]
+    stages = [_stage(path) if kind == "log" else _record(path) for kind, path in args.stages] + [_stage(log)]
     rows = stages[-1].pop("rows")
     earlier = [{k: v for k, v in st.items() if k != "rows"} for st in stages[:-1]]
     meta["training"] = {
@@ -60,6 +72,10 @@ def main() -> None:
     meta["training_data"] = [os.path.basename(p) for p in meta.get("training_data", [])]
     meta["validation_data"] = [os.path.basename(p) for p in meta.get("validation_data", [])]
     meta["config"] = {**meta["config"], "resume": None}
+    if args.settings:
+        with open(args.settings, "rb") as f:
+            train = tomllib.load(f)["train"]
+        meta["config"].update({k: train[k] for k in ("out", "init") if k in train})
     os.makedirs(WEIGHTS, exist_ok=True)
     out = os.path.join(WEIGHTS, f"{args.name}.safetensors")
     digest = save_checkpoint(out, tensors, meta)

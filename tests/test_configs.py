@@ -17,7 +17,14 @@ META = json.loads((ROOT / "extendgan_geo" / "weights" / "default.json").read_tex
 
 def test_configs_exist() -> None:
     names = {p.name for p in CONFIGS}
-    assert {"default.toml", "default_finetune.toml", "default_gpu.toml", "default_gpu_b.toml"} <= names
+    assert {
+        "default.toml",
+        "default_finetune.toml",
+        "default_gpu.toml",
+        "default_gpu_b.toml",
+        "default_gpu_c.toml",
+        "default_gpu_d.toml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -35,8 +42,8 @@ def test_config_builds_the_bundled_network(path: Path) -> None:
 
 
 def test_last_stage_is_the_bundled_run() -> None:
-    """The bundled model's recorded settings are those of configs/default_gpu_b.toml (its last stage)."""
-    cfg = dataclasses.asdict(build_config("small", str(ROOT / "configs" / "default_gpu_b.toml"), {}))
+    """The bundled model's recorded settings are those of configs/default_gpu_d.toml (its last stage)."""
+    cfg = dataclasses.asdict(build_config("small", str(ROOT / "configs" / "default_gpu_d.toml"), {}))
     recorded = META["config"]
     for key in ("init", "out", "crop", "batch_size", "lr_g", "epochs", "samples_per_epoch", "resampling", "seed"):
         assert recorded[key] == cfg[key], key
