@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Train within a time budget (a lent or rented GPU, a batch-queue slot): a one-epoch probe measures samples/s, then
+# Train within a time budget (a lent or rented GPU, a batch-queue slot): a two-epoch probe measures samples/s, then
 # the run gets the epochs x samples_per_epoch that fill the budget, so its cosine schedule ends inside it.
 #
 # Usage: scripts/train_timed.sh SETTINGS.toml OUT_DIR SECONDS [more `egan-fill train` options]
 #   e.g. scripts/train_timed.sh configs/default_gpu_b.toml runs/stage3c 480 --init runs/default_gpu_b/best.safetensors
 #
-# Environment: EPOCHS (default 12), PROBE (samples of the probe epoch, default 8192), PYTHON (default python3),
+# Environment: EPOCHS (default 12), PROBE (samples of the two probe epochs, default 8192), PYTHON (default python3),
 # EGAN (the command, default `$PYTHON -m extendgan_geo.cli.main`). The settings' batch_size rounds the epoch size;
 # --max-minutes guards the end.
 # This is how stage 3 of the shipped model was sized (docs/model.md).
@@ -23,7 +23,8 @@ start=$(date +%s)
 probe=$(mktemp -d)
 trap 'rm -rf "$probe"' EXIT
 # shellcheck disable=SC2086
-$egan train --settings "$settings" --out "$probe" --epochs 1 --samples-per-epoch "${PROBE:-8192}" -q "$@"
+# Two probe epochs: the second one's rate leaves out the one-offs (loader processes, --compile's compile).
+$egan train --settings "$settings" --out "$probe" --epochs 2 --samples-per-epoch "$(( ${PROBE:-8192} / 2 ))" -q "$@"
 read -r sps batch < <("$py" - "$probe/log.csv" "$probe/config.toml" <<'EOF'
 import csv, sys
 try:

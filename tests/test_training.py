@@ -171,14 +171,87 @@ def test_max_minutes_stops_after_an_epoch_and_the_run_resumes(train_raster, tmp_
 
 
 def test_data_workers_draw_the_same_samples(train_raster, make_raster, make_reference, tmp_path):
-    """Two loader processes give bit-identical weights to drawing in-process (HR-only and real-pair sources)."""
+    """Loader processes started once per run give bit-identical weights to drawing in-process, over several
+    epochs and across a stop and resume (HR-only and real-pair sources)."""
     from extendgan_geo.model.checkpoint import read_checkpoint
 
     hr, ref = make_raster("pair.tif", bands=3), make_reference(bands=3)
-    kw = {"epochs": 1, "samples_per_epoch": 6, "pairs": ((str(hr), str(ref)),), "ref_bidx": (2, 3, 4)}
+    kw = {"epochs": 3, "samples_per_epoch": 6, "pairs": ((str(hr), str(ref)),), "ref_bidx": (2, 3, 4)}
     a = train(tiny(tmp_path / "a", train_raster, **kw))
     b = train(tiny(tmp_path / "b", train_raster, workers=2, **kw))
+    chunk = train(tiny(tmp_path / "c", train_raster, workers=2, max_minutes=1e-6, **kw))
+    assert chunk.epochs == 1
+    c = train(tiny(tmp_path / "c", train_raster, workers=2, resume=chunk.last, **kw))
     wa, _ = read_checkpoint(a.last)
-    wb, _ = read_checkpoint(b.last)
+    for run in (b, c):
+        wb, _ = read_checkpoint(run.last)
+        for k in wa:
+            assert torch.equal(wa[k], wb[k]), k
+
+
+def test_log_records_the_wait_for_data_and_keeps_an_old_logs_columns(train_raster, tmp_path):
+    import csv
+
+    first = train(tiny(tmp_path, train_raster, epochs=1))
+    log = os.path.join(os.path.dirname(first.last), "log.csv")
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    assert 0 <= float(rows[0]["data_wait_s"]) <= float(rows[0]["seconds"])
+    # A log written before the column existed: the resumed run appends rows that fit its header.
+    with open(log) as f:
+        lines = f.read().splitlines()
+    header = lines[0].split(",")
+    cut = header.index("data_wait_s")
+    with open(log, "w") as f:
+        f.write("\n".join(",".join(line.split(",")[:cut]) for line in lines) + "\n")
+    train(tiny(tmp_path, train_raster, epochs=2, resume=first.last))
+    with open(log) as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 3 and all(len(r) == cut for r in rows)
+
+
+def test_compile_trains_the_same_weights(train_raster, tmp_path, monkeypatch):
+    """`compile = true` runs the training steps through torch.compile; the weights match plain torch."""
+    from extendgan_geo.model.checkpoint import read_checkpoint
+    from extendgan_geo.training import loop
+
+    calls = []
+
+    def backend(gm, example_inputs):  # what torch.compile hands a backend: run the traced graph as is
+        calls.append(len(example_inputs))
+        return gm.forward
+
+    monkeypatch.setattr(loop, "COMPILE_BACKEND", backend)
+    plain = train(tiny(tmp_path / "a", train_raster, lambda_adv=0.0))
+    compiled = train(tiny(tmp_path / "b", train_raster, lambda_adv=0.0, compile=True))
+    assert calls, "the generator did not go through torch.compile"
+    wa, _ = read_checkpoint(plain.last)
+    wb, _ = read_checkpoint(compiled.last)
     for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_compile_flag_reaches_the_run(train_raster, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from extendgan_geo.cli.main import cli
+    from extendgan_geo.training import loop
+
+    monkeypatch.setattr(loop, "COMPILE_BACKEND", "eager")
+    out = tmp_path / "run"
+    args = ["train", "--hr", train_raster, "-o", str(out), "--epochs", "1", "--samples-per-epoch", "2", "-q"]
+    args += ["--batch-size", "2", "--crop", "64", "--width", "4", "--device", "cpu", "--compile"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "compile = true" in (out / "config.toml").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's backward
+def test_compile_with_inductor_trains_like_plain_torch(train_raster, tmp_path):
+    """The real code generator (a compile of about a minute and a half on the 2-core VM): same losses."""
+    kw = {"lambda_adv": 0.0, "triplet": False, "bandwise": 4, "width": 8}
+    plain = train(tiny(tmp_path / "a", train_raster, **kw))
+    compiled = train(tiny(tmp_path / "b", train_raster, compile=True, **kw))
+    for a, b in zip(plain.history, compiled.history, strict=True):
+        assert a["loss_rec"] == pytest.approx(b["loss_rec"], rel=1e-4)

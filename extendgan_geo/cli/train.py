@@ -82,6 +82,12 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--seed", type=int)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--workers", type=click.IntRange(min=0), help="Processes that draw training samples (0 = none).")
+@click.option(
+    "--compile/--no-compile",
+    "compile",
+    default=None,
+    help="Train the generator through torch.compile (GPUs; a one-off compile of about a minute).",
+)
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), help="last.safetensors of a run.")
 @click.option(
     "--init",

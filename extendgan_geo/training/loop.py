@@ -6,6 +6,7 @@ when launched by `torchrun` (each rank draws its own share of the deterministic 
 
 from __future__ import annotations
 
+import collections.abc
 import csv
 import dataclasses
 import logging
@@ -33,6 +34,8 @@ from extendgan_geo.training.config import TrainConfig, to_toml
 from extendgan_geo.training.data import RasterSamples, SourceSpec
 
 logger = logging.getLogger(__name__)
+# torch.compile backend of `compile = true` ("eager" skips code generation: the tests use it to check the plumbing).
+COMPILE_BACKEND = "inductor"
 
 LOG_FIELDS = [
     "epoch",
@@ -52,6 +55,7 @@ LOG_FIELDS = [
     "match_ssim",
     "seconds",
     "samples_per_s",
+    "data_wait_s",
 ]
 
 
@@ -128,6 +132,9 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.g_run = DistributedDataParallel(self.g, device_ids=ids)
             self.d_run = DistributedDataParallel(self.d, device_ids=ids)
+        if cfg.compile:
+            # Fixed shapes (batch x crop), so one graph; validation's other batch sizes run the plain module.
+            self.g_run = cast(nn.Module, torch.compile(self.g_run, backend=COMPILE_BACKEND, dynamic=False))
         self.epoch = 0
         self.best_mae = math.inf
         self.amp = cfg.amp and device.type == "cuda"
@@ -350,11 +357,12 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
     history = []
     start_epoch = trainer.epoch
     started = time.perf_counter()
+    batches = _batches(trainer, start_epoch, steps, rank, world)
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_minutes and epoch > start_epoch and _past(started, cfg.max_minutes, device, world):
             logger.info("max_minutes %g reached after epoch %d; resume from %s", cfg.max_minutes, epoch, last)
             break
-        row = _run_epoch(trainer, epoch, steps, rank, world, progress, (cfg.epochs - start_epoch) * steps)
+        row = _run_epoch(trainer, epoch, batches, steps, world, rank, progress, (cfg.epochs - start_epoch) * steps)
         trainer.epoch = epoch + 1
         if rank == 0:
             improved = row.get("val_mae", -math.inf) < trainer.best_mae or not math.isfinite(trainer.best_mae)
@@ -367,6 +375,7 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
             _append_csv(log_path, row)
             logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
         history.append(row)
+    batches.close()  # stops the loader processes
     data.close()
     return TrainResult(best, last, len(history), history)
 
@@ -381,37 +390,51 @@ def _past(started: float, minutes: float, device: torch.device, world: int) -> b
     return past
 
 
-class _EpochSamples(torch.utils.data.Dataset[dict[str, np.ndarray]]):
-    """The training samples of one epoch for one rank, in step order (what `_batch` would draw)."""
+class _RunSamples(torch.utils.data.Dataset[dict[str, np.ndarray]]):
+    """The training samples of a run for one rank from `first_epoch` on, in step order (what `_batch` would draw).
 
-    def __init__(self, data: RasterSamples, epoch: int, ids: list[int]) -> None:
-        self.data, self.epoch, self.ids = data, epoch, ids
+    Item i is sample `(step * world + rank) * batch + k` of epoch `first_epoch + i // per_epoch`, so one loader
+    (and one set of worker processes) serves every epoch.
+    """
+
+    def __init__(
+        self, data: RasterSamples, first_epoch: int, epochs: int, steps: int, batch: int, rank: int, world: int
+    ):
+        self.data, self.first_epoch, self.epochs = data, first_epoch, epochs
+        self.steps, self.batch, self.rank, self.world = steps, batch, rank, world
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return (self.epochs - self.first_epoch) * self.steps * self.batch
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        s = self.data.sample("train", self.epoch, self.ids[i])
-        return {k: s[k] for k in ("hr", "ref", "gap")}
+        epoch, j = divmod(i, self.steps * self.batch)
+        step, k = divmod(j, self.batch)
+        s = self.data.sample("train", self.first_epoch + epoch, (step * self.world + self.rank) * self.batch + k)
+        return {key: s[key] for key in ("hr", "ref", "gap")}
 
 
 def _reopen_in_worker(_: int) -> None:
     info = torch.utils.data.get_worker_info()
     assert info is not None
-    cast(_EpochSamples, info.dataset).data.reopen()
+    cast(_RunSamples, info.dataset).data.reopen()
 
 
-def _batches(trainer: Trainer, epoch: int, steps: int, rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
-    """The epoch's batches for this rank: drawn here, or by `workers` processes (same samples, same order)."""
+def _batches(
+    trainer: Trainer, first_epoch: int, steps: int, rank: int, world: int
+) -> collections.abc.Generator[dict[str, torch.Tensor], None, None]:
+    """Every batch of the run from `first_epoch` on for this rank, epoch after epoch.
+
+    Drawn here, or by `workers` processes started once for the whole run (same samples, same order).
+    """
     cfg, device = trainer.cfg, trainer.device
-    firsts = [(step * world + rank) * cfg.batch_size for step in range(steps)]
     if not cfg.workers:
-        for first in firsts:
-            yield _batch(trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), device)
+        for epoch in range(first_epoch, cfg.epochs):
+            for step in range(steps):
+                first = (step * world + rank) * cfg.batch_size
+                yield _batch(trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), device)
         return
-    ids = [i for first in firsts for i in range(first, first + cfg.batch_size)]
     loader = torch.utils.data.DataLoader(
-        _EpochSamples(trainer.data, epoch, ids),
+        _RunSamples(trainer.data, first_epoch, cfg.epochs, steps, cfg.batch_size, rank, world),
         batch_size=cfg.batch_size,
         num_workers=cfg.workers,
         worker_init_fn=_reopen_in_worker,
@@ -425,17 +448,27 @@ def _batches(trainer: Trainer, epoch: int, steps: int, rank: int, world: int) ->
 def _run_epoch(
     trainer: Trainer,
     epoch: int,
+    batches: Iterator[dict[str, torch.Tensor]],
     steps: int,
-    rank: int,
     world: int,
+    rank: int,
     progress: Callable[[int, int], None] | None,
     total: int,
 ) -> dict[str, float]:
+    """Train on the next `steps` batches, then validate; the row of the CSV log.
+
+    data_wait_s is the time spent waiting for batches: near zero when the model sets the pace, most of the epoch
+    when drawing samples does (then add --workers).
+    """
     cfg = trainer.cfg
     lr_g, lr_d = trainer.set_lr(epoch)
     t0 = time.perf_counter()
+    wait = 0.0
     sums: dict[str, float] = {}
-    for batch in _batches(trainer, epoch, steps, rank, world):
+    for _ in range(steps):
+        t_wait = time.perf_counter()
+        batch = next(batches)
+        wait += time.perf_counter() - t_wait
         for k, v in trainer.step(batch).items():
             sums[k] = sums.get(k, 0.0) + v
         if progress:
@@ -444,14 +477,18 @@ def _run_epoch(
     row: dict[str, float] = {"epoch": epoch + 1, "step": (epoch + 1) * steps, "lr_g": lr_g, "lr_d": lr_d}
     row.update({k: v / steps for k, v in sums.items()})
     row.update(trainer.validate() if rank == 0 else {})
-    row.update(seconds=seconds, samples_per_s=steps * cfg.batch_size * world / seconds)
+    row.update(seconds=seconds, samples_per_s=steps * cfg.batch_size * world / seconds, data_wait_s=wait)
     return row
 
 
 def _append_csv(path: str, row: dict[str, float]) -> None:
     new = not os.path.exists(path)
+    fields = LOG_FIELDS
+    if not new:  # a resumed run keeps the columns its log has (older versions wrote fewer)
+        with open(path, newline="") as f:
+            fields = next(csv.reader(f), []) or LOG_FIELDS
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
             writer.writeheader()
         writer.writerow(row)
