@@ -16,9 +16,10 @@ py=${PYTHON:-python3}
 [ -d data/train ] || { echo "no data/train; expected the corpus (python scripts/get_training_data.py)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+rm -rf .gpu/train
 mkdir -p .gpu/train
 "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 -d "$work/wheels" rasterio==1.4.4 affine cligj click-plugins
+    --platform manylinux_2_28_x86_64 -d "$work/wheels" rasterio==1.4.4 affine attrs cligj click-plugins
 "$py" -m pip install -q --no-deps --target "$work/site" --python-version 3.12 --only-binary=:all: \
     --platform manylinux_2_28_x86_64 "$work"/wheels/*.whl
 # GDAL's bundled libraries carry debug symbols: stripping halves the upload.

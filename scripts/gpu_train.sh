@@ -7,9 +7,10 @@
 #
 # Unpacks .gpu/site.tar.xz into /tmp, points data/train at .gpu/train when there is no data/train, then runs
 # scripts/train_timed.sh with SETTINGS (default configs/default_gpu_d.toml: another cosine cycle of the last stage)
-# from INIT for SECONDS in all, with WORKERS (default 14) loader processes and --compile. If that run fails (e.g.
-# the compiler is missing), it runs again without --compile in the time left. OUT receives best.safetensors,
-# best.json, log.csv, config.toml and env.log, and nothing else (lent machines may return only a few files).
+# from INIT for SECONDS in all, with WORKERS (default 14) loader processes and --compile. If that run fails before
+# its first epoch (e.g. the compiler is missing), it runs again without --compile in the time left. OUT receives
+# best.safetensors, best.json, log.csv, config.toml and env.log, and nothing else (lent machines may return only a
+# few files).
 # Environment: SETTINGS, WORKERS, DEVICE (default cuda), PYTHON (default python3), and train_timed.sh's EPOCHS, PROBE.
 set -u
 if [ $# -lt 3 ]; then
@@ -48,6 +49,9 @@ for compile in --compile ""; do
         break
     fi
     echo "train failed ${compile:-without --compile} after $(($(date +%s) - start)) s" >> "$out/env.log"
+    if [ -s "$run/log.csv" ]; then  # it trained at least one epoch: keep its checkpoints, do not start over
+        break
+    fi
 done
 echo "done after $(($(date +%s) - start)) s" >> "$out/env.log"
 for f in best.safetensors best.json log.csv config.toml; do

@@ -37,7 +37,8 @@ print(float(row["samples_per_s"]), int(cfg["batch_size"]))
 EOF
 )
 left=$((budget - ($(date +%s) - start)))
-# 85 % of what is left: each epoch also validates, saves checkpoints and restarts its loader processes.
+# 85 % of what is left: each epoch also validates and saves checkpoints, and the run starts its loader processes
+# (and, with --compile, compiles again: torch's disk cache makes the second compile shorter) before its first step.
 per_epoch=$("$py" -c "print(max($batch, int($sps * $left * 0.85 / $epochs / $batch) * $batch))")
 minutes=$("$py" -c "print(max(0.5, round(($left - 45) / 60, 2)))")
 echo "probe: $sps samples/s; $left s left -> $epochs epochs x $per_epoch samples (guard: --max-minutes $minutes)" >&2

@@ -148,3 +148,16 @@ def test_polygon_gaps_rasterize_from_many_threads_without_warnings(make_raster, 
             t.join()
     assert not wrong
     assert not caught, caught[:3]
+
+
+def test_masks_silence_the_rasterizer_warning_for_the_whole_process():
+    """The process-wide filter (pytest drops import-time filters, so check it in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings, extendgan_geo.io.masks\n"
+        "assert any(a == 'ignore' and m is not None and m.pattern.startswith('Dataset has no geotransform')"
+        " and mod is not None and mod.pattern.startswith('rasterio') for a, m, c, mod, _ in warnings.filters)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

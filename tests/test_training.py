@@ -189,6 +189,27 @@ def test_data_workers_draw_the_same_samples(train_raster, make_raster, make_refe
             assert torch.equal(wa[k], wb[k]), k
 
 
+@pytest.mark.parametrize(("first_epoch", "rank", "world"), [(0, 0, 1), (1, 0, 2), (1, 1, 2), (2, 1, 3)])
+def test_loader_items_are_the_in_process_samples(first_epoch, rank, world):
+    """Item i of the run-long loader dataset is the sample the in-process path draws at that step (any rank)."""
+    from extendgan_geo.training.loop import _RunSamples
+
+    class Recorder:
+        def sample(self, split, epoch, index):
+            return {"hr": (split, epoch, index), "ref": None, "gap": None}
+
+    epochs, steps, batch = 4, 3, 2
+    items = _RunSamples(Recorder(), first_epoch, epochs, steps, batch, rank, world)  # type: ignore[arg-type]
+    expected = [
+        ("train", epoch, (step * world + rank) * batch + k)
+        for epoch in range(first_epoch, epochs)
+        for step in range(steps)
+        for k in range(batch)
+    ]
+    assert len(items) == len(expected)
+    assert [items[i]["hr"] for i in range(len(items))] == expected
+
+
 def test_log_records_the_wait_for_data_and_keeps_an_old_logs_columns(train_raster, tmp_path):
     import csv
 
@@ -250,8 +271,12 @@ def test_compile_flag_reaches_the_run(train_raster, tmp_path, monkeypatch):
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's backward
 def test_compile_with_inductor_trains_like_plain_torch(train_raster, tmp_path):
     """The real code generator (a compile of about a minute and a half on the 2-core VM): same losses."""
+    from torch._dynamo.utils import counters
+
     kw = {"lambda_adv": 0.0, "triplet": False, "bandwise": 4, "width": 8}
     plain = train(tiny(tmp_path / "a", train_raster, **kw))
+    counters.clear()
     compiled = train(tiny(tmp_path / "b", train_raster, compile=True, **kw))
+    assert counters["stats"]["unique_graphs"] > 0, "nothing was compiled"
     for a, b in zip(plain.history, compiled.history, strict=True):
         assert a["loss_rec"] == pytest.approx(b["loss_rec"], rel=1e-4)

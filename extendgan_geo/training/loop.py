@@ -358,25 +358,27 @@ def train(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) 
     start_epoch = trainer.epoch
     started = time.perf_counter()
     batches = _batches(trainer, start_epoch, steps, rank, world)
-    for epoch in range(start_epoch, cfg.epochs):
-        if cfg.max_minutes and epoch > start_epoch and _past(started, cfg.max_minutes, device, world):
-            logger.info("max_minutes %g reached after epoch %d; resume from %s", cfg.max_minutes, epoch, last)
-            break
-        row = _run_epoch(trainer, epoch, batches, steps, world, rank, progress, (cfg.epochs - start_epoch) * steps)
-        trainer.epoch = epoch + 1
-        if rank == 0:
-            improved = row.get("val_mae", -math.inf) < trainer.best_mae or not math.isfinite(trainer.best_mae)
-            if improved and "val_mae" in row:
-                trainer.best_mae = row["val_mae"]
-            meta = trainer.meta({k: v for k, v in row.items() if k.startswith(("val_", "match_"))})
-            save_checkpoint(last, trainer.tensors(full=True), meta)
-            if improved or not os.path.exists(best):
-                save_checkpoint(best, trainer.tensors(full=False), meta)
-            _append_csv(log_path, row)
-            logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
-        history.append(row)
-    batches.close()  # stops the loader processes
-    data.close()
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if cfg.max_minutes and epoch > start_epoch and _past(started, cfg.max_minutes, device, world):
+                logger.info("max_minutes %g reached after epoch %d; resume from %s", cfg.max_minutes, epoch, last)
+                break
+            row = _run_epoch(trainer, epoch, batches, steps, world, rank, progress, (cfg.epochs - start_epoch) * steps)
+            trainer.epoch = epoch + 1
+            if rank == 0:
+                improved = row.get("val_mae", -math.inf) < trainer.best_mae or not math.isfinite(trainer.best_mae)
+                if improved and "val_mae" in row:
+                    trainer.best_mae = row["val_mae"]
+                meta = trainer.meta({k: v for k, v in row.items() if k.startswith(("val_", "match_"))})
+                save_checkpoint(last, trainer.tensors(full=True), meta)
+                if improved or not os.path.exists(best):
+                    save_checkpoint(best, trainer.tensors(full=False), meta)
+                _append_csv(log_path, row)
+                logger.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in row.items()})
+            history.append(row)
+    finally:
+        batches.close()  # stops the loader processes, also when a step raises
+        data.close()
     return TrainResult(best, last, len(history), history)
 
 
@@ -482,7 +484,7 @@ def _run_epoch(
 
 
 def _append_csv(path: str, row: dict[str, float]) -> None:
-    new = not os.path.exists(path)
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
     fields = LOG_FIELDS
     if not new:  # a resumed run keeps the columns its log has (older versions wrote fewer)
         with open(path, newline="") as f:
