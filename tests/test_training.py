@@ -64,6 +64,21 @@ def test_few_steps_lower_the_loss(train_raster, tmp_path):
     data.close()
 
 
+def test_validation_samples_are_drawn_once(train_raster, tmp_path):
+    cfg = tiny(tmp_path, train_raster)
+    data = RasterSamples([SourceSpec(train_raster)], crop=64, block=64, val_fraction=0.3, seed=3)
+    trainer = Trainer(cfg, data, torch.device("cpu"), 1)
+    drawn = []
+    sample = data.sample
+    data.sample = lambda split, epoch, i: drawn.append(split) or sample(split, epoch, i)  # type: ignore[method-assign]
+    first = trainer.validate()
+    assert drawn.count("val") == cfg.val_samples
+    assert trainer.validate() == first and drawn.count("val") == cfg.val_samples
+    fresh = Trainer(cfg, data, torch.device("cpu"), 1).validate()
+    assert fresh == pytest.approx(first)
+    data.close()
+
+
 def test_train_writes_checkpoints_log_and_resumes_identically(train_raster, tmp_path):
     straight = train(tiny(tmp_path / "a", train_raster, epochs=2))
     assert os.path.exists(straight.best) and os.path.exists(straight.last)

@@ -138,6 +138,8 @@ class Trainer:
         self.epoch = 0
         self.best_mae = math.inf
         self.amp = cfg.amp and device.type == "cuda"
+        # The validation samples do not change between epochs: drawn once, kept on the device.
+        self._val_batches: list[dict[str, torch.Tensor]] | None = None
 
     def set_lr(self, epoch: int) -> tuple[float, float]:
         """Cosine decay to 1 % of the base rates over the run (or constant)."""
@@ -194,8 +196,12 @@ class Trainer:
         sums: dict[str, float] = dict.fromkeys(
             ("val_mae", "val_psnr", "val_ssim", "match_mae", "match_psnr", "match_ssim"), 0.0
         )
-        for start in range(0, n, self.cfg.batch_size):
-            b = _batch(self.data, "val", 0, list(range(start, min(n, start + self.cfg.batch_size))), self.device)
+        if self._val_batches is None:
+            self._val_batches = [
+                _batch(self.data, "val", 0, list(range(start, min(n, start + self.cfg.batch_size))), self.device)
+                for start in range(0, n, self.cfg.batch_size)
+            ]
+        for b in self._val_batches:
             out = self.g(b["hr"], b["ref"], b["gap"]).float()
             for name, pred in (("val", out), ("match", b["ref"])):
                 comp = pred * b["gap"] + b["hr"] * (1 - b["gap"])
