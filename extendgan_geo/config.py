@@ -14,6 +14,7 @@ BlendKind = Literal["cosine", "linear", "none"]
 MethodKind = Literal["auto", "gan", "match", "reference", "fillnodata"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 PrecisionKind = Literal["fp32", "bf16"]
+UncertaintyKind = Literal["local", "flips", "fit"]
 # Resampling kernels that make sense for bringing a coarse reference onto a fine grid. "nearest" is allowed
 # but never the default: it leaves the reference's 30 m blocks in the fill.
 ResamplingKind = Literal["bilinear", "cubic", "cubic_spline", "lanczos", "average", "nearest"]
@@ -65,8 +66,11 @@ class OutputConfig:
         tmpdir: folder for intermediate files; None = the output's folder.
         uncertainty: path of a float32 raster, aligned with the output, giving for each filled pixel how much the
             method's prediction is to be doubted (file units; 0 outside the gap, NaN where unfilled); None = none.
-            `gan`: the spread (RMS over bands of the standard deviation) of the predictions for the four flips of
-            each window, whose mean is then the output; `match`: the RMS residual of each window's fit.
+        uncertainty_method: how that is estimated. "local" (gan and match; the default): the local variability
+            of the filled image, the RMS over bands of the standard deviation in a 7 x 7 neighbourhood, since
+            fills miss most where the scene has edges and texture (it ranks errors best, docs/model.md, and costs
+            no extra model run); "flips" (gan): the spread of the predictions for the four flips of each window,
+            whose mean is then the output (four model runs); "fit" (match): the RMS residual of each window's fit.
     """
 
     cog: bool = True
@@ -75,6 +79,13 @@ class OutputConfig:
     write_fill_mask: bool = True
     tmpdir: str | None = None
     uncertainty: str | None = None
+    uncertainty_method: UncertaintyKind = "local"
+
+    def __post_init__(self) -> None:
+        if self.uncertainty_method not in get_args(UncertaintyKind):
+            raise ConfigError(
+                f"uncertainty method must be one of {get_args(UncertaintyKind)}, got {self.uncertainty_method!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -333,7 +333,14 @@ def fill_raster(
                 raise ConfigError(
                     f"--uncertainty is not available for method {inputs.filler.name!r}; expected --method gan or match"
                 )
+            kinds = tuple(getattr(inputs.filler, "spread_methods", ("local",)))
+            if out_cfg.uncertainty_method not in kinds:
+                raise ConfigError(
+                    f"--uncertainty-method {out_cfg.uncertainty_method} is not available for method "
+                    f"{inputs.filler.name!r}; expected one of {', '.join(kinds)}"
+                )
             inputs.filler.spread = True  # type: ignore[attr-defined]
+            inputs.filler.spread_method = out_cfg.uncertainty_method  # type: ignore[attr-defined]
         # GDAL_CACHEMAX is left to the process (the CLI sets it): set through rasterio.Env it slows GDAL's COG
         # driver by ~1.5x (measured, docs/benchmarks.md).
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True):
@@ -373,7 +380,7 @@ def _run(
         with (
             rasterio.open(tmp, "r+") as dst,
             _open_codes(tmp_mask, hr, output) as codes_dst,
-            _open_spread(tmp_spread, hr, output, inputs.filler.name) as spread_dst,
+            _open_spread(tmp_spread, hr, output, out_cfg.uncertainty_method) as spread_dst,
         ):
             engine = Engine(hr, inputs.ref, reader, inputs.filler, cfg, _unit(dst))
             engine.counts.seconds.update(seconds)
@@ -443,12 +450,19 @@ def _open_codes(path: str, hr: HrRaster, output: str) -> Any:
     return dst
 
 
+SPREAD_DESCRIPTIONS = {
+    "local": "RMS over bands of the 7x7 local standard deviation of the filled image",
+    "flips": "spread over 4 flips",
+    "fit": "RMS residual of the window fit",
+}
+
+
 def _open_spread(path: str | None, hr: HrRaster, output: str, method: str) -> Any:
     """The uncertainty raster: sparse tiled float32 (unwritten blocks, outside the gap, read as 0)."""
     if path is None:
         return contextlib.nullcontext(None)
     dst = rasterio.open(path, "w", **_sidecar_profile(hr, "float32", predictor=3))
-    how = "spread over 4 flips" if method == "gan" else "RMS residual of the window fit"
+    how = SPREAD_DESCRIPTIONS[method]
     dst.set_band_description(1, f"uncertainty of filled pixels, file units ({how}); 0 kept, NaN unfilled")
     dst.update_tags(EGAN_UNCERTAINTY=how, EGAN_OUTPUT=os.path.basename(output))
     return dst

@@ -114,12 +114,12 @@ def test_method_auto_uses_a_fitting_model_and_falls_back_to_match(
         assert res.method == "match"
 
 
-@pytest.mark.parametrize("method", ["match", "gan"])
-def test_uncertainty_raster(bandwise_model, make_raster, make_reference, tmp_path, method):
+@pytest.mark.parametrize(("method", "kind"), [("match", "local"), ("match", "fit"), ("gan", "local"), ("gan", "flips")])
+def test_uncertainty_raster(bandwise_model, make_raster, make_reference, tmp_path, method, kind):
     hr, ref = make_raster(bands=3), make_reference(bands=3)
     out, unc = tmp_path / "o.tif", tmp_path / "u.tif"
     cfg = FillConfig(method=method, model=bandwise_model if method == "gan" else None, ref_indexes=(2, 3, 4))
-    fill_raster(hr, ref, out, cfg, OutputConfig(uncertainty=str(unc)))
+    fill_raster(hr, ref, out, cfg, OutputConfig(uncertainty=str(unc), uncertainty_method=kind))
     with rasterio.open(unc) as u, rasterio.open(hr) as src, rasterio.open(out) as o:
         assert u.dtypes[0] == "float32" and u.crs == src.crs and u.transform == src.transform
         spread = u.read(1)
@@ -127,6 +127,51 @@ def test_uncertainty_raster(bandwise_model, make_raster, make_reference, tmp_pat
         assert np.all(spread[~gap] == 0)
         assert np.all(np.isfinite(spread[gap])) and spread[gap].max() > 0
         assert o.tags()["EGAN_UNCERTAINTY"] == "u.tif"
+        assert kind in u.tags()["EGAN_UNCERTAINTY"]
+        if kind == "local":  # the filled image's own local variability: no ensemble, the plain fill
+            plain = tmp_path / "plain.tif"
+            fill_raster(hr, ref, plain, cfg)
+            with rasterio.open(plain) as p:
+                np.testing.assert_array_equal(o.read(), p.read())
+
+
+def test_local_variability_follows_texture_and_skips_nan():
+    from extendgan_geo.fillers.base import LOCAL_SIZE, TileBatch, local_variability
+
+    rng = np.random.default_rng(0)
+    hr = np.zeros((1, 2, 32, 32), np.float32)
+    gap = np.zeros((1, 1, 32, 32), bool)
+    gap[..., 8:24, 8:24] = True
+    pred = np.full((1, 2, 32, 32), 5.0, np.float32)
+    pred[..., :, 16:] += rng.normal(0, 3, (1, 2, 32, 16)).astype(np.float32)  # texture in the right half
+    pred[0, :, 20, 20] = np.nan
+    batch = TileBatch(hr=hr, ref=hr, gap=gap, origins=np.zeros((1, 2), np.int64))
+    spread = local_variability(pred, batch)
+    assert spread.shape == (1, 1, 32, 32) and spread.dtype == np.float32
+    assert np.isnan(spread[0, 0, 20, 20]) and np.isfinite(np.delete(spread.ravel(), 20 * 32 + 20)).all()
+    # A flat neighbourhood (inside the gap, away from its edge and from the texture) has none.
+    half = LOCAL_SIZE // 2
+    assert spread[0, 0, 8 + half : 16 - half, 8 + half : 16 - half].max() < 1e-3
+    assert np.nanmin(spread[0, 0, 10:22, 17:22]) > 1.0
+    # One pixel by hand: the RMS over bands of the population standard deviation of its 7 x 7 neighbourhood.
+    image = np.where(gap, pred, hr)[0][:, 12 - half : 12 + half + 1, 16 - half : 16 + half + 1]
+    assert spread[0, 0, 12, 16] == pytest.approx(np.sqrt(np.mean(image.reshape(2, -1).var(axis=1))), rel=1e-5)
+
+
+def test_uncertainty_method_must_fit_the_filler(bandwise_model, make_raster, make_reference, tmp_path):
+    hr, ref = make_raster(bands=3), make_reference(bands=3)
+    out, unc = tmp_path / "o.tif", tmp_path / "u.tif"
+    with pytest.raises(ConfigError, match="--uncertainty-method flips is not available for method 'match'"):
+        fill_raster(
+            hr,
+            ref,
+            out,
+            FillConfig(method="match", ref_indexes=(2, 3, 4)),
+            OutputConfig(uncertainty=str(unc), uncertainty_method="flips"),
+        )
+    assert not out.exists() and not unc.exists()
+    with pytest.raises(ConfigError, match="uncertainty method must be one of"):
+        OutputConfig(uncertainty_method="bogus")  # type: ignore[arg-type]
 
 
 def test_uncertainty_refused_for_baselines_and_nothing_written(make_raster, make_reference, tmp_path):

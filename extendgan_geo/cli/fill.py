@@ -28,8 +28,15 @@ _file = click.Path(exists=True, dir_okay=False)
 @click.option(
     "--uncertainty",
     type=click.Path(dir_okay=False),
-    help="Also write a float32 raster of how much each filled pixel is to be doubted (gan: spread over 4 flips, "
-    "whose mean becomes the output; match: window-fit residual).",
+    help="Also write a float32 raster of how much each filled pixel is to be doubted (see --uncertainty-method).",
+)
+@click.option(
+    "--uncertainty-method",
+    type=click.Choice(["local", "flips", "fit"]),
+    default="local",
+    show_default=True,
+    help="local: variability of the filled image around each pixel (gan, match; no extra cost); flips: spread of "
+    "gan over 4 flips, whose mean becomes the output (4x the cost); fit: match's window-fit residual.",
 )
 @fill_options("tmpdir", "overwrite")
 @click.option("--dry-run", is_flag=True, help="Print grids, overlap, gap and windows to compute; write nothing.")
@@ -53,6 +60,7 @@ def fill(hr_path: str, ref_path: str, mask: str | None, output: str, **opts: Any
             write_fill_mask=opts["fill_mask"],
             tmpdir=opts["tmpdir"],
             uncertainty=opts["uncertainty"],
+            uncertainty_method=opts["uncertainty_method"],
         )
         if opts["dry_run"]:
             plan = plan_fill(hr_path, ref_path, output, cfg, out_cfg, mask=mask)

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from scipy import ndimage
+
+# Neighbourhood of the "local" uncertainty, HR pixels.
+LOCAL_SIZE = 7
 
 
 @dataclass(frozen=True)
@@ -58,3 +62,26 @@ class Filler(Protocol):
             (N, C, T, T) float32 in HR file units; NaN where no prediction can be made.
         """
         ...
+
+
+def local_variability(pred: np.ndarray, batch: TileBatch) -> np.ndarray:
+    """The "local" uncertainty of filled windows: (N, 1, T, T) float32, NaN where `pred` is NaN.
+
+    The RMS over bands of the standard deviation in a LOCAL_SIZE x LOCAL_SIZE neighbourhood of the filled image
+    (the prediction in the gap, the HR pixels around it), in file units. Fills miss most where the scene has edges
+    and texture, so this ranks a fill's errors (measured in docs/model.md). NaN pixels are left out of their
+    neighbours' statistics.
+
+    Args:
+        pred: (N, C, T, T) prediction in file units, NaN where the reference has no data.
+        batch: the windows it was predicted for.
+    """
+    image = np.where(batch.gap, pred, batch.hr).astype(np.float64)
+    ok = np.isfinite(image).all(axis=1, keepdims=True)
+    image = np.where(ok, image, 0.0)
+    size = (1, 1, LOCAL_SIZE, LOCAL_SIZE)
+    weight = np.maximum(ndimage.uniform_filter(ok.astype(np.float64), size, mode="reflect"), 1e-12)
+    mean = ndimage.uniform_filter(image, size, mode="reflect") / weight
+    square = ndimage.uniform_filter(image * image, size, mode="reflect") / weight
+    spread = np.sqrt(np.maximum(square - mean * mean, 0.0).mean(axis=1, keepdims=True))
+    return np.where(ok, spread, np.nan).astype(np.float32)

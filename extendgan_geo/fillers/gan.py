@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from extendgan_geo.errors import BandMismatchError, CheckpointError, ConfigError
-from extendgan_geo.fillers.base import TileBatch
+from extendgan_geo.fillers.base import TileBatch, local_variability
 from extendgan_geo.fillers.match import MatchFiller
 from extendgan_geo.scaling import BandScaling, WindowScaling, band_range
 
@@ -88,6 +88,7 @@ class GanFiller:
 
     name = "gan"
     supports_spread = True
+    spread_methods = ("local", "flips")
 
     def __init__(
         self,
@@ -139,9 +140,11 @@ class GanFiller:
                 self.scaling if self.ref_input == "matched" else BandScaling.from_dict(meta["scaling"]["ref"])
             )
         self.matcher = MatchFiller(self.bands) if self.ref_input == "matched" else None
-        # --uncertainty: predict the four flips of each window; output their mean plus one channel, the RMS over
-        # bands of their standard deviation (file units).
+        # --uncertainty adds one channel (file units): with spread_method "flips", predict the four flips of each
+        # window and output their mean plus the RMS over bands of their standard deviation; with "local", the
+        # local variability of the filled window (fillers.base.local_variability).
         self.spread = False
+        self.spread_method = "local"
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide radiometric match of the reference and the scene's band ranges."""
@@ -175,7 +178,8 @@ class GanFiller:
         # On CPUs one window per call is faster than a batch (0.58 vs 1.0 s per window for the paper network,
         # docs/benchmarks.md); GPUs take the whole batch.
         step = 1 if self.device == "cpu" else len(batch)
-        flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)] if self.spread else [()]
+        ensemble = self.spread and self.spread_method == "flips"
+        flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)] if ensemble else [()]
         variants = []
         with (
             torch.inference_mode(),
@@ -199,7 +203,10 @@ class GanFiller:
         pred = np.where(ref_ok, stack.mean(axis=0), np.float32(np.nan)).astype(np.float32)
         if not self.spread:
             return pred
-        spread = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
+        if ensemble:
+            spread = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
+        else:
+            spread = local_variability(pred, batch)
         return np.concatenate([pred, np.where(ref_ok, spread, np.float32(np.nan))], axis=1).astype(np.float32)
 
     def _forward(self, *args: Any) -> Any:

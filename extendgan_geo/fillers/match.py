@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from extendgan_geo.fillers.base import TileBatch
+from extendgan_geo.fillers.base import TileBatch, local_variability
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class MatchFiller:
     tile: int | None = None
     model_hash = ""
     supports_spread = True
+    spread_methods = ("local", "fit")
     heals = True  # its prediction at the known pixels is the same fit as in the gap (extendgan_geo.heal)
 
     def __init__(self, bands: int, *, min_known: float = 0.05) -> None:
@@ -67,7 +68,10 @@ class MatchFiller:
         self.scene_bias = np.zeros(bands)
         self.scene_pixels = 0
         self.scene_residual = 0.0
-        self.spread = False  # set by the pipeline for --uncertainty: one extra channel, the fit's RMS residual
+        # Set by the pipeline for --uncertainty: one extra channel, the local variability of the filled window
+        # ("local") or the RMS residual of the window's fit ("fit").
+        self.spread = False
+        self.spread_method = "local"
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide gain and bias on a sparse sample of known pixels."""
@@ -103,8 +107,10 @@ class MatchFiller:
             gain = w * gain + (1 - w) * self.scene_gain
             bias = w * bias + (1 - w) * self.scene_bias
             out[i, :c] = gain[:, None, None] * ref + bias[:, None, None]
-            if self.spread:
+            if self.spread and self.spread_method == "fit":
                 # RMS residual over the window's known pixels (blended with the scene's as the fit is).
                 res = float(np.sqrt(np.mean((hr[:, known] - out[i, :c][:, known]) ** 2))) if n else 0.0
                 out[i, c] = w * res + (1 - w) * self.scene_residual
+        if self.spread and self.spread_method == "local":
+            out[:, c:] = local_variability(out[:, :c], batch)
         return out
