@@ -261,6 +261,22 @@ def test_fill_mask_flag(hr, ref, outdir, flag, sidecar):
     assert written == ({"filled.tif", "filled.tif" + FILL_MASK_SUFFIX} if sidecar else {"filled.tif"})
 
 
+def test_uncertainty_method_flag(hr, ref, outdir):
+    out, unc = outdir / "filled.tif", outdir / "unc.tif"
+    run(
+        hr, "--ref", ref, "-o", out, *REF_BIDX, "--method", "match", "--uncertainty", unc, "--uncertainty-method", "fit"
+    )
+    with rasterio.open(unc) as src:
+        assert "fit" in src.tags()["EGAN_UNCERTAINTY"]
+    bare = run(hr, "--ref", ref, "-o", outdir / "b.tif", *REF_BIDX, "--uncertainty-method", "flips", code=2)
+    assert "--uncertainty-method needs --uncertainty" in bare.stderr
+    assert not (outdir / "b.tif").exists()
+    wrong = run(hr, "--ref", ref, "-o", outdir / "c.tif", *REF_BIDX, "--method", "match", "--uncertainty",
+                outdir / "cu.tif", "--uncertainty-method", "flips", code=1)  # fmt: skip
+    assert "not available for method 'match'" in wrong.stderr
+    assert not (outdir / "c.tif").exists() and not (outdir / "cu.tif").exists()
+
+
 # --- masks --------------------------------------------------------------------------------------------------
 
 

@@ -33,10 +33,9 @@ _file = click.Path(exists=True, dir_okay=False)
 @click.option(
     "--uncertainty-method",
     type=click.Choice(["local", "flips", "fit"]),
-    default="local",
-    show_default=True,
-    help="local: variability of the filled image around each pixel (gan, match; no extra cost); flips: spread of "
-    "gan over 4 flips, whose mean becomes the output (4x the cost); fit: match's window-fit residual.",
+    help="With --uncertainty [local]. local: variability of the filled image around each pixel (gan, match; no "
+    "extra cost); flips: spread of gan over 4 flips, whose mean becomes the output (4x the cost); fit: match's "
+    "window-fit residual.",
 )
 @fill_options("tmpdir", "overwrite")
 @click.option("--dry-run", is_flag=True, help="Print grids, overlap, gap and windows to compute; write nothing.")
@@ -51,6 +50,9 @@ def fill(hr_path: str, ref_path: str, mask: str | None, output: str, **opts: Any
     configure_logging(opts["verbose"], opts["quiet"])
     from extendgan_geo.pipeline import fill_raster, plan_fill
 
+    if opts["uncertainty_method"] and not opts["uncertainty"]:
+        raise click.UsageError("--uncertainty-method needs --uncertainty PATH (the raster it describes)")
+
     with library_errors():
         cfg = _fill_config(opts)
         out_cfg = OutputConfig(
@@ -60,7 +62,7 @@ def fill(hr_path: str, ref_path: str, mask: str | None, output: str, **opts: Any
             write_fill_mask=opts["fill_mask"],
             tmpdir=opts["tmpdir"],
             uncertainty=opts["uncertainty"],
-            uncertainty_method=opts["uncertainty_method"],
+            uncertainty_method=opts["uncertainty_method"] or "local",
         )
         if opts["dry_run"]:
             plan = plan_fill(hr_path, ref_path, output, cfg, out_cfg, mask=mask)
