@@ -19,7 +19,7 @@ from rasterio.windows import Window
 
 from extendgan_geo.blending import UnitAccumulator, cast_to_dtype, window_weights
 from extendgan_geo.config import FillConfig
-from extendgan_geo.fillers.base import Filler, TileBatch
+from extendgan_geo.fillers.base import Filler, TileBatch, local_variability
 from extendgan_geo.heal import heal_batch, heals
 from extendgan_geo.io.gaps import GapReader, GapScan
 from extendgan_geo.io.raster import HrRaster
@@ -128,6 +128,9 @@ class Engine:
             if self.heal:
                 with timed(seconds, "heal"):
                     pred = heal_batch(pred, batch.hr, batch.gap, self.ref.scale, len(sel))
+                    if self.spread and getattr(self.filler, "spread_method", None) == "local":
+                        # The local uncertainty describes the image written: the healed one.
+                        pred[:, len(sel) :] = local_variability(pred[:, : len(sel)], batch)
             with timed(seconds, "blend"):
                 for j, c in enumerate(chunk):
                     h, w = self.grid.extent(r, c)

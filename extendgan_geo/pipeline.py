@@ -329,18 +329,7 @@ def fill_raster(
     cfg = _fit_tiles(cfg, inputs)
     try:
         if out_cfg.uncertainty:
-            if not getattr(inputs.filler, "supports_spread", False):
-                raise ConfigError(
-                    f"--uncertainty is not available for method {inputs.filler.name!r}; expected --method gan or match"
-                )
-            kinds = tuple(getattr(inputs.filler, "spread_methods", ("local",)))
-            if out_cfg.uncertainty_method not in kinds:
-                raise ConfigError(
-                    f"--uncertainty-method {out_cfg.uncertainty_method} is not available for method "
-                    f"{inputs.filler.name!r}; expected one of {', '.join(kinds)}"
-                )
-            inputs.filler.spread = True  # type: ignore[attr-defined]
-            inputs.filler.spread_method = out_cfg.uncertainty_method  # type: ignore[attr-defined]
+            _ask_spread(inputs.filler, out_cfg)
         # GDAL_CACHEMAX is left to the process (the CLI sets it): set through rasterio.Env it slows GDAL's COG
         # driver by ~1.5x (measured, docs/benchmarks.md).
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_TIFF_INTERNAL_MASK=True):
@@ -450,6 +439,24 @@ def _open_codes(path: str, hr: HrRaster, output: str) -> Any:
     return dst
 
 
+def _ask_spread(filler: Filler, out_cfg: OutputConfig) -> None:
+    """Ask the filler for its uncertainty channel, the way `out_cfg` says.
+
+    Raises:
+        ConfigError: the filler has no uncertainty, or not of that kind.
+    """
+    kinds = tuple(getattr(filler, "spread_methods", ()))
+    if not getattr(filler, "supports_spread", False) or not kinds:
+        raise ConfigError(f"--uncertainty is not available for method {filler.name!r}; expected --method gan or match")
+    if out_cfg.uncertainty_method not in kinds:
+        raise ConfigError(
+            f"--uncertainty-method {out_cfg.uncertainty_method} is not available for method {filler.name!r}; "
+            f"expected one of {', '.join(kinds)}"
+        )
+    filler.spread = True  # type: ignore[attr-defined]
+    filler.spread_method = out_cfg.uncertainty_method  # type: ignore[attr-defined]
+
+
 SPREAD_DESCRIPTIONS = {
     "local": "RMS over bands of the 7x7 local standard deviation of the filled image",
     "flips": "spread over 4 flips",
@@ -516,6 +523,8 @@ def plan_fill(
     inputs = _open_inputs(hr_path, ref_path, mask, cfg, filler, out_cfg.tmpdir)
     cfg = _fit_tiles(cfg, inputs)
     try:
+        if out_cfg.uncertainty:
+            _ask_spread(inputs.filler, out_cfg)
         reader = GapReader(inputs.hr, inputs.sources, buffer=cfg.mask_buffer)
         scan = reader.scan()
         engine = Engine(inputs.hr, inputs.ref, reader, inputs.filler, cfg, (256, 256))

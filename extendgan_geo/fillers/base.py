@@ -43,6 +43,10 @@ class Filler(Protocol):
         ref_bands: reference band count it expects, or None for any.
         tile: window edge it needs, or None for any.
         model_hash: sha256 of the weights, or "" for non-learned fillers.
+
+    Fillers that can estimate their uncertainty (--uncertainty) also have `supports_spread = True` and
+    `spread_methods`, the OutputConfig.uncertainty_method values they implement; the pipeline then sets `spread`
+    (True) and `spread_method`, and `__call__` returns one extra channel, the uncertainty in file units.
     """
 
     name: str
