@@ -255,3 +255,33 @@ def test_simulated_cubic_reference_matches_gdal_inside():
               src_crs="EPSG:3857", dst_crs="EPSG:3857", resampling=Resampling.cubic)  # fmt: skip
     ours = upsample_cubic(coarse, 4, (80, 80))
     np.testing.assert_allclose(ours[:, 8:-8, 8:-8], gdal[:, 8:-8, 8:-8], atol=1e-5)  # edges: GDAL clamps its own way
+
+
+def test_windows_without_known_pixels_take_the_matched_reference(bandwise_model):
+    """Deep inside a hole wider than a window the model has no context: match's prediction, no model run."""
+    from extendgan_geo.fillers import gan
+    from extendgan_geo.fillers.base import TileBatch
+    from extendgan_geo.fillers.match import MatchFiller
+
+    filler = gan.load_gan_filler(bandwise_model, device="cpu", bands=3)
+    rng = np.random.default_rng(0)
+    hr = rng.uniform(100, 900, (3, 3, 64, 64)).astype(np.float32)
+    ref = (hr * 0.5 + 20).astype(np.float32)
+    gap = np.zeros((3, 1, 64, 64), bool)
+    gap[0] = True  # blind
+    gap[1, :, :, 32:] = True  # half known
+    gap[2, :, 1:, :] = True  # one row known: 1.6 %, above MIN_CONTEXT
+    hr[gap.repeat(3, axis=1)] = 0.0
+    batch = TileBatch(hr, ref, gap, np.zeros((3, 2), np.int64))
+    filler.prepare(batch)
+    runs = []
+    forward = filler._forward
+    filler._forward = lambda *a: runs.append(a[0].shape[0]) or forward(*a)
+    pred = filler(batch)
+    assert sum(runs) == 2  # windows 1 and 2 only
+    matched = MatchFiller(3)
+    matched.prepare(batch)
+    np.testing.assert_allclose(pred[0], matched(batch)[0], rtol=1e-6)
+    assert not np.allclose(pred[1], matched(batch)[1], rtol=1e-3)
+    filler.spread = True  # the uncertainty channel covers the blind window too
+    assert np.isfinite(filler(batch)[:, 3]).all()

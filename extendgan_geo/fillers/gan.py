@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 BUNDLED = "extendgan_geo.weights"
 # torch.compile backend of --compile ("eager" skips code generation: the tests use it to check the plumbing).
 COMPILE_BACKEND = "inductor"
+# Windows with a smaller share of known HR pixels (deep inside holes wider than a window) take the matched
+# reference, `match`'s prediction: the model never saw such windows in training (its crops always keep known pixels)
+# and there it fell 0.1-0.3 dB below `match` (docs/model.md). The model does not run for them.
+MIN_CONTEXT = 0.01
 # Compiled generators run one call at a time: torch.compile is not thread-safe, and batch and mosaic may run several
 # fillers on the threads of one process. A failed compile is remembered for the process, so later fillers (one per
 # batch job or mosaic strip) neither retry it nor warn again.
@@ -172,12 +176,20 @@ class GanFiller:
 
         ref = self.matcher(batch) if self.matcher is not None else batch.ref
         ref_ok = np.isfinite(ref).all(axis=1, keepdims=True)
-        hr, ref_m, from_model = self._to_model(batch, ref)
-        gap = batch.gap.astype(np.float32)
+        # Windows the model runs on: all, or with a matched reference to fall back on, those with known pixels.
+        run = np.ones(len(batch), bool)
+        if self.matcher is not None:
+            run = (~batch.gap).mean(axis=(1, 2, 3)) >= MIN_CONTEXT
+        pred = np.where(ref_ok, ref, np.float32(np.nan)).astype(np.float32)
+        if not run.any():
+            return self._with_spread(pred, None, batch, ref_ok)
+        sub = TileBatch(batch.hr[run], ref[run], batch.gap[run], batch.origins[run])
+        hr, ref_m, from_model = self._to_model(sub, sub.ref)
+        gap = sub.gap.astype(np.float32)
         bf16 = self.precision == "bf16"
         # On CPUs one window per call is faster than a batch (0.58 vs 1.0 s per window for the paper network,
         # docs/benchmarks.md); GPUs take the whole batch.
-        step = 1 if self.device == "cpu" else len(batch)
+        step = 1 if self.device == "cpu" else len(sub)
         ensemble = self.spread and self.spread_method == "flips"
         flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)] if ensemble else [()]
         variants = []
@@ -192,7 +204,7 @@ class GanFiller:
             ]
             for dims in flips:
                 outs = []
-                for i in range(0, len(batch), step):
+                for i in range(0, len(sub), step):
                     args = [t[i : i + step] for t in tensors]
                     if dims:
                         args = [a.flip(dims) for a in args]
@@ -200,13 +212,20 @@ class GanFiller:
                     outs.append((y.flip(dims) if dims else y).cpu())
                 variants.append(from_model(torch.cat(outs).numpy()))
         stack = np.stack(variants)
-        pred = np.where(ref_ok, stack.mean(axis=0), np.float32(np.nan)).astype(np.float32)
+        pred[run] = np.where(ref_ok[run], stack.mean(axis=0), np.float32(np.nan))
+        flip_spread = None
+        if ensemble:
+            flip_spread = np.zeros((len(batch), 1, *pred.shape[2:]), np.float32)
+            flip_spread[run] = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
+        return self._with_spread(pred, flip_spread, batch, ref_ok)
+
+    def _with_spread(
+        self, pred: np.ndarray, flip_spread: np.ndarray | None, batch: TileBatch, ref_ok: np.ndarray
+    ) -> np.ndarray:
+        """`pred`, plus the uncertainty channel when asked for (flip spread, else the local variability)."""
         if not self.spread:
             return pred
-        if ensemble:
-            spread = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
-        else:
-            spread = local_variability(pred, batch)
+        spread = flip_spread if flip_spread is not None else local_variability(pred, batch)
         return np.concatenate([pred, np.where(ref_ok, spread, np.float32(np.nan))], axis=1).astype(np.float32)
 
     def _forward(self, *args: Any) -> Any:
