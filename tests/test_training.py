@@ -173,6 +173,16 @@ def test_init_refuses_another_architecture_and_yields_to_resume(train_raster, tm
         tiny(tmp_path / "d", train_raster, lambda_adv=-1.0)
 
 
+def test_unknown_mask_kinds_are_refused(train_raster, tmp_path):
+    from extendgan_geo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown or no kinds"):
+        tiny(tmp_path, train_raster, mask_kinds=("half", "clouds"))  # a typo used to draw clouds silently
+    with pytest.raises(ConfigError, match="unknown or no kinds"):
+        tiny(tmp_path, train_raster, mask_kinds=())
+    assert tiny(tmp_path, train_raster, mask_kinds=("seam", "file")).mask_kinds == ("seam", "file")
+
+
 def test_max_minutes_stops_after_an_epoch_and_the_run_resumes(train_raster, tmp_path):
     chunk = train(tiny(tmp_path, train_raster, epochs=3, max_minutes=1e-6))
     assert chunk.epochs == 1  # the first epoch always runs; the budget is spent after it

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from extendgan_geo import masks_synth
 from extendgan_geo.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -128,6 +129,12 @@ class TrainConfig:
             raise ConfigError(
                 f"loss weights must be lambda_adv, lambda_triplet >= 0 and lambda_rec > 0, got "
                 f"{self.lambda_adv}, {self.lambda_triplet} and {self.lambda_rec}"
+            )
+        known_kinds = (*masks_synth.MASK_KINDS, "file")
+        unknown = [k for k in self.mask_kinds if k not in known_kinds]
+        if unknown or not self.mask_kinds:
+            raise ConfigError(
+                f"mask_kinds {list(self.mask_kinds)} has unknown or no kinds; expected some of {known_kinds}"
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
