@@ -10,8 +10,10 @@ from typing import Literal, cast
 import numpy as np
 from scipy import ndimage
 
-MaskKind = Literal["half", "quarter", "rectangle", "seam", "cloud", "file"]
+MaskKind = Literal["half", "quarter", "rectangle", "seam", "cloud", "full", "file"]
+# The default layouts; "full" (no known pixel) and "file" (user masks) are asked for by name.
 MASK_KINDS: tuple[MaskKind, ...] = ("half", "quarter", "rectangle", "seam", "cloud")
+KNOWN_KINDS: tuple[MaskKind, ...] = (*MASK_KINDS, "full", "file")
 
 
 def half(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,6 +70,11 @@ def cloud(size: int, rng: np.random.Generator) -> np.ndarray:
     return cast(np.ndarray, field > np.quantile(field, 1 - cover))
 
 
+def full(size: int, rng: np.random.Generator) -> np.ndarray:
+    """The whole tile missing: a window deep inside a hole wider than it, with no HR context at all."""
+    return np.ones((size, size), bool)
+
+
 def from_pool(size: int, rng: np.random.Generator, pool: list[np.ndarray]) -> np.ndarray:
     """A random crop (with flips) of a user mask raster from `pool`, resampled to cover >= 5 % of the tile."""
     for _ in range(20):
@@ -90,5 +97,5 @@ def draw(
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "file" and pool:
         return from_pool(size, rng, pool)
-    makers = {"half": half, "quarter": quarter, "rectangle": rectangle, "seam": seam, "cloud": cloud}
+    makers = {"half": half, "quarter": quarter, "rectangle": rectangle, "seam": seam, "cloud": cloud, "full": full}
     return makers.get(kind, cloud)(size, rng)

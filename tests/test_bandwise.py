@@ -285,3 +285,27 @@ def test_windows_without_known_pixels_take_the_matched_reference(bandwise_model)
     assert not np.allclose(pred[1], matched(batch)[1], rtol=1e-3)
     filler.spread = True  # the uncertainty channel covers the blind window too
     assert np.isfinite(filler(batch)[:, 3]).all()
+
+
+def test_a_model_trained_on_full_masks_runs_on_windows_without_known_pixels(train_raster, tmp_path):
+    from extendgan_geo import masks_synth
+    from extendgan_geo.fillers import gan
+    from extendgan_geo.fillers.base import TileBatch
+
+    assert masks_synth.draw(32, np.random.default_rng(0), ("full",)).all()
+    model = train(tiny(tmp_path, train_raster, epochs=1, bandwise=4, residual=True, mask_kinds=("full", "half"))).best
+    filler = gan.load_gan_filler(model, device="cpu", bands=3)
+    assert filler.blind_trained
+    rng = np.random.default_rng(1)
+    ref = rng.uniform(100, 900, (2, 3, 64, 64)).astype(np.float32)
+    hr = np.zeros_like(ref)
+    gap = np.ones((2, 1, 64, 64), bool)
+    hr[1, :, :, :32] = ref[1, :, :, :32]
+    gap[1, :, :, :32] = False
+    batch = TileBatch(hr, ref, gap, np.zeros((2, 2), np.int64))
+    filler.prepare(batch)
+    runs = []
+    forward = filler._forward
+    filler._forward = lambda *a: runs.append(a[0].shape[0]) or forward(*a)
+    filler(batch)
+    assert sum(runs) == 2  # the blind window too

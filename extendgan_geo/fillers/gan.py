@@ -27,8 +27,9 @@ BUNDLED = "extendgan_geo.weights"
 # torch.compile backend of --compile ("eager" skips code generation: the tests use it to check the plumbing).
 COMPILE_BACKEND = "inductor"
 # Windows with a smaller share of known HR pixels (deep inside holes wider than a window) take the matched
-# reference, `match`'s prediction: the model never saw such windows in training (its crops always keep known pixels)
-# and there it fell 0.1-0.3 dB below `match` (docs/model.md). The model does not run for them.
+# reference, `match`'s prediction, unless the model was trained on such windows (mask kind "full"): the shipped one
+# never saw them (its crops always keep known pixels) and there fell 0.1-0.3 dB below `match` (docs/model.md). The
+# model does not run for them.
 MIN_CONTEXT = 0.01
 # Compiled generators run one call at a time: torch.compile is not thread-safe, and batch and mosaic may run several
 # fillers on the threads of one process. A failed compile is remembered for the process, so later fillers (one per
@@ -149,6 +150,8 @@ class GanFiller:
         # local variability of the filled window (fillers.base.local_variability).
         self.spread = False
         self.spread_method = "local"
+        # Whether the model learned to fill windows without known pixels (see MIN_CONTEXT).
+        self.blind_trained = "full" in (meta.get("config") or {}).get("mask_kinds", ())
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide radiometric match of the reference and the scene's band ranges."""
@@ -178,7 +181,7 @@ class GanFiller:
         ref_ok = np.isfinite(ref).all(axis=1, keepdims=True)
         # Windows the model runs on: all, or with a matched reference to fall back on, those with known pixels.
         run = np.ones(len(batch), bool)
-        if self.matcher is not None:
+        if self.matcher is not None and not self.blind_trained:
             run = (~batch.gap).mean(axis=(1, 2, 3)) >= MIN_CONTEXT
         pred = np.where(ref_ok, ref, np.float32(np.nan)).astype(np.float32)
         if not run.any():

@@ -130,7 +130,7 @@ class TrainConfig:
                 f"loss weights must be lambda_adv, lambda_triplet >= 0 and lambda_rec > 0, got "
                 f"{self.lambda_adv}, {self.lambda_triplet} and {self.lambda_rec}"
             )
-        known_kinds = (*masks_synth.MASK_KINDS, "file")
+        known_kinds = masks_synth.KNOWN_KINDS
         unknown = [k for k in self.mask_kinds if k not in known_kinds]
         if unknown or not self.mask_kinds:
             raise ConfigError(
