@@ -77,6 +77,11 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     type=click.Path(exists=True, dir_okay=False),
     help="Mask raster (non-zero = gap) to draw training holes from (repeatable).",
 )
+@click.option(
+    "--mask-kinds",
+    callback=lambda ctx, param, value: tuple(k.strip() for k in value.split(",") if k.strip()) if value else None,
+    help="Training gap layouts, e.g. half,quarter,rectangle,seam,cloud,full (file: --mask-file rasters).",
+)
 @click.option("--larn/--no-larn", default=None, help="LARN on/off (ablation).")
 @click.option("--triplet/--no-triplet", default=None, help="Triplet loss on/off (ablation).")
 @click.option("--seed", type=int)
