@@ -73,16 +73,26 @@ class Engine:
         filler: what predicts the gap.
         cfg: fill settings (tiles, bands).
         unit: (rows, cols) of an output unit (a multiple of the output's block shape).
+        spread: the uncertainty asked for (OutputConfig.uncertainty_method), or None. "local" is computed here from
+            the image written (after healing); other kinds come from the filler as one extra channel.
     """
 
     def __init__(
-        self, hr: HrRaster, ref: RefGrid, reader: GapReader, filler: Filler, cfg: FillConfig, unit: tuple[int, int]
+        self,
+        hr: HrRaster,
+        ref: RefGrid,
+        reader: GapReader,
+        filler: Filler,
+        cfg: FillConfig,
+        unit: tuple[int, int],
+        spread: str | None = None,
     ) -> None:
         self.hr, self.ref, self.reader, self.filler, self.cfg = hr, ref, reader, filler, cfg
         height, width = hr.shape
         self.grid = WindowGrid.for_scene(height, width, cfg.tiles.size, cfg.tiles.stride)
-        # Fillers asked for a spread return it as one extra channel, blended like the values.
-        self.spread = bool(getattr(filler, "spread", False))
+        # The uncertainty is one extra channel, blended like the values.
+        self.local = spread == "local"
+        self.spread = spread is not None
         self.acc = UnitAccumulator(len(hr.indexes) + self.spread, (height, width), unit)
         self.heal = heals(filler, cfg.heal)
         self.counts = Counts(windows_total=self.grid.count)
@@ -128,9 +138,8 @@ class Engine:
             if self.heal:
                 with timed(seconds, "heal"):
                     pred = heal_batch(pred, batch.hr, batch.gap, self.ref.scale, len(sel))
-                    if self.spread and getattr(self.filler, "spread_method", None) == "local":
-                        # The local uncertainty describes the image written: the healed one.
-                        pred[:, len(sel) :] = local_variability(pred[:, : len(sel)], batch)
+            if self.local:
+                pred = np.concatenate([pred, local_variability(pred, batch)], axis=1)
             with timed(seconds, "blend"):
                 for j, c in enumerate(chunk):
                     h, w = self.grid.extent(r, c)

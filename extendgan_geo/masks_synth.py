@@ -93,9 +93,9 @@ def from_pool(size: int, rng: np.random.Generator, pool: list[np.ndarray]) -> np
 def draw(
     size: int, rng: np.random.Generator, kinds: tuple[str, ...], pool: list[np.ndarray] | None = None
 ) -> np.ndarray:
-    """One mask of a kind drawn uniformly from `kinds` ("file" draws from `pool`)."""
+    """One mask of a kind drawn uniformly from `kinds` ("file" draws from `pool`, clouds when it is empty)."""
     kind = kinds[int(rng.integers(len(kinds)))]
-    if kind == "file" and pool:
-        return from_pool(size, rng, pool)
+    if kind == "file":
+        return from_pool(size, rng, pool) if pool else cloud(size, rng)
     makers = {"half": half, "quarter": quarter, "rectangle": rectangle, "seam": seam, "cloud": cloud, "full": full}
-    return makers.get(kind, cloud)(size, rng)
+    return makers[kind](size, rng)

@@ -371,7 +371,8 @@ def _run(
             _open_codes(tmp_mask, hr, output) as codes_dst,
             _open_spread(tmp_spread, hr, output, out_cfg.uncertainty_method) as spread_dst,
         ):
-            engine = Engine(hr, inputs.ref, reader, inputs.filler, cfg, _unit(dst))
+            spread = out_cfg.uncertainty_method if out_cfg.uncertainty else None
+            engine = Engine(hr, inputs.ref, reader, inputs.filler, cfg, _unit(dst), spread)
             engine.counts.seconds.update(seconds)
             if hr.nodata is not None and dst.nodata != hr.nodata:
                 dst.nodata = hr.nodata
@@ -453,7 +454,8 @@ def _ask_spread(filler: Filler, out_cfg: OutputConfig) -> None:
             f"--uncertainty-method {out_cfg.uncertainty_method} is not available for method {filler.name!r}; "
             f"expected one of {', '.join(kinds)}"
         )
-    filler.spread = True  # type: ignore[attr-defined]
+    # "local" is the engine's (from the image written); the filler adds its own kinds as an extra channel.
+    filler.spread = out_cfg.uncertainty_method != "local"  # type: ignore[attr-defined]
     filler.spread_method = out_cfg.uncertainty_method  # type: ignore[attr-defined]
 
 

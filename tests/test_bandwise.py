@@ -178,27 +178,17 @@ def test_local_variability_follows_texture_and_skips_nan():
 
 
 def test_uncertainty_method_must_fit_the_filler(bandwise_model, make_raster, make_reference, tmp_path):
-    hr, ref = make_raster(bands=3), make_reference(bands=3)
-    out, unc = tmp_path / "o.tif", tmp_path / "u.tif"
-    with pytest.raises(ConfigError, match="--uncertainty-method flips is not available for method 'match'"):
-        fill_raster(
-            hr,
-            ref,
-            out,
-            FillConfig(method="match", ref_indexes=(2, 3, 4)),
-            OutputConfig(uncertainty=str(unc), uncertainty_method="flips"),
-        )
-    assert not out.exists() and not unc.exists()
     from extendgan_geo.pipeline import plan_fill
 
+    hr, ref = make_raster(bands=3), make_reference(bands=3)
+    out, unc = tmp_path / "o.tif", tmp_path / "u.tif"
+    cfg = FillConfig(method="match", ref_indexes=(2, 3, 4))
+    out_cfg = OutputConfig(uncertainty=str(unc), uncertainty_method="flips")
+    with pytest.raises(ConfigError, match="--uncertainty-method flips is not available for method 'match'"):
+        fill_raster(hr, ref, out, cfg, out_cfg)
+    assert not out.exists() and not unc.exists()
     with pytest.raises(ConfigError, match="not available for method 'match'"):  # --dry-run says so too
-        plan_fill(
-            hr,
-            ref,
-            out,
-            FillConfig(method="match", ref_indexes=(2, 3, 4)),
-            OutputConfig(uncertainty=str(unc), uncertainty_method="flips"),
-        )
+        plan_fill(hr, ref, out, cfg, out_cfg)
     with pytest.raises(ConfigError, match="uncertainty method must be one of"):
         OutputConfig(uncertainty_method="bogus")  # type: ignore[arg-type]
 

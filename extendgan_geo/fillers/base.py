@@ -45,8 +45,9 @@ class Filler(Protocol):
         model_hash: sha256 of the weights, or "" for non-learned fillers.
 
     Fillers that can estimate their uncertainty (--uncertainty) also have `supports_spread = True` and
-    `spread_methods`, the OutputConfig.uncertainty_method values they implement; the pipeline then sets `spread`
-    (True) and `spread_method`, and `__call__` returns one extra channel, the uncertainty in file units.
+    `spread_methods`, the OutputConfig.uncertainty_method values they accept ("local" is computed by the engine from
+    the image written); for their own kinds the pipeline sets `spread` (True) and `spread_method`, and `__call__`
+    returns one extra channel, the uncertainty in file units.
     """
 
     name: str

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from extendgan_geo.errors import BandMismatchError, CheckpointError, ConfigError
-from extendgan_geo.fillers.base import TileBatch, local_variability
+from extendgan_geo.fillers.base import TileBatch
 from extendgan_geo.fillers.match import MatchFiller
 from extendgan_geo.scaling import BandScaling, WindowScaling, band_range
 
@@ -145,9 +145,8 @@ class GanFiller:
                 self.scaling if self.ref_input == "matched" else BandScaling.from_dict(meta["scaling"]["ref"])
             )
         self.matcher = MatchFiller(self.bands) if self.ref_input == "matched" else None
-        # --uncertainty adds one channel (file units): with spread_method "flips", predict the four flips of each
-        # window and output their mean plus the RMS over bands of their standard deviation; with "local", the
-        # local variability of the filled window (fillers.base.local_variability).
+        # --uncertainty-method flips: predict the four flips of each window and output their mean plus one channel,
+        # the RMS over bands of their standard deviation (file units). ("local" is the engine's.)
         self.spread = False
         self.spread_method = "local"
         # Whether the model learned to fill windows without known pixels (see MIN_CONTEXT).
@@ -184,8 +183,9 @@ class GanFiller:
         if self.matcher is not None and not self.blind_trained:
             run = (~batch.gap).mean(axis=(1, 2, 3)) >= MIN_CONTEXT
         pred = np.where(ref_ok, ref, np.float32(np.nan)).astype(np.float32)
+        spread = np.zeros((len(batch), 1, *pred.shape[2:]), np.float32)  # the flips' (none where skipped)
         if not run.any():
-            return self._with_spread(pred, None, batch, ref_ok)
+            return self._with_spread(pred, spread, ref_ok)
         sub = TileBatch(batch.hr[run], ref[run], batch.gap[run], batch.origins[run])
         hr, ref_m, from_model = self._to_model(sub, sub.ref)
         gap = sub.gap.astype(np.float32)
@@ -193,8 +193,7 @@ class GanFiller:
         # On CPUs one window per call is faster than a batch (0.58 vs 1.0 s per window for the paper network,
         # docs/benchmarks.md); GPUs take the whole batch.
         step = 1 if self.device == "cpu" else len(sub)
-        ensemble = self.spread and self.spread_method == "flips"
-        flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)] if ensemble else [()]
+        flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)] if self.spread else [()]
         variants = []
         with (
             torch.inference_mode(),
@@ -216,19 +215,14 @@ class GanFiller:
                 variants.append(from_model(torch.cat(outs).numpy()))
         stack = np.stack(variants)
         pred[run] = np.where(ref_ok[run], stack.mean(axis=0), np.float32(np.nan))
-        flip_spread = None
-        if ensemble:
-            flip_spread = np.zeros((len(batch), 1, *pred.shape[2:]), np.float32)
-            flip_spread[run] = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
-        return self._with_spread(pred, flip_spread, batch, ref_ok)
+        if self.spread:
+            spread[run] = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
+        return self._with_spread(pred, spread, ref_ok)
 
-    def _with_spread(
-        self, pred: np.ndarray, flip_spread: np.ndarray | None, batch: TileBatch, ref_ok: np.ndarray
-    ) -> np.ndarray:
-        """`pred`, plus the uncertainty channel when asked for (flip spread, else the local variability)."""
+    def _with_spread(self, pred: np.ndarray, spread: np.ndarray, ref_ok: np.ndarray) -> np.ndarray:
+        """`pred`, plus the flip spread as one more channel when asked for."""
         if not self.spread:
             return pred
-        spread = flip_spread if flip_spread is not None else local_variability(pred, batch)
         return np.concatenate([pred, np.where(ref_ok, spread, np.float32(np.nan))], axis=1).astype(np.float32)
 
     def _forward(self, *args: Any) -> Any:

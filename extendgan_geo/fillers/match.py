@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from extendgan_geo.fillers.base import TileBatch, local_variability
+from extendgan_geo.fillers.base import TileBatch
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ class MatchFiller:
         self.scene_bias = np.zeros(bands)
         self.scene_pixels = 0
         self.scene_residual = 0.0
-        # Set by the pipeline for --uncertainty: one extra channel, the local variability of the filled window
-        # ("local") or the RMS residual of the window's fit ("fit").
+        # Set by the pipeline for --uncertainty-method fit: one extra channel, the RMS residual of the window's fit.
         self.spread = False
         self.spread_method = "local"
 
@@ -107,10 +106,8 @@ class MatchFiller:
             gain = w * gain + (1 - w) * self.scene_gain
             bias = w * bias + (1 - w) * self.scene_bias
             out[i, :c] = gain[:, None, None] * ref + bias[:, None, None]
-            if self.spread and self.spread_method == "fit":
+            if self.spread:
                 # RMS residual over the window's known pixels (blended with the scene's as the fit is).
                 res = float(np.sqrt(np.mean((hr[:, known] - out[i, :c][:, known]) ** 2))) if n else 0.0
                 out[i, c] = w * res + (1 - w) * self.scene_residual
-        if self.spread and self.spread_method == "local":
-            out[:, c:] = local_variability(out[:, :c], batch)
         return out

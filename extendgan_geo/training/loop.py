@@ -414,10 +414,14 @@ class _RunSamples(torch.utils.data.Dataset[dict[str, np.ndarray]]):
     def __len__(self) -> int:
         return (self.epochs - self.first_epoch) * self.steps * self.batch
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    def key(self, i: int) -> tuple[int, int]:
+        """(epoch, sample index) of item i."""
         epoch, j = divmod(i, self.steps * self.batch)
         step, k = divmod(j, self.batch)
-        s = self.data.sample("train", self.first_epoch + epoch, (step * self.world + self.rank) * self.batch + k)
+        return self.first_epoch + epoch, (step * self.world + self.rank) * self.batch + k
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        s = self.data.sample("train", *self.key(i))
         return {key: s[key] for key in ("hr", "ref", "gap")}
 
 
@@ -435,14 +439,14 @@ def _batches(
     Drawn here, or by `workers` processes started once for the whole run (same samples, same order).
     """
     cfg, device = trainer.cfg, trainer.device
+    items = _RunSamples(trainer.data, first_epoch, cfg.epochs, steps, cfg.batch_size, rank, world)
     if not cfg.workers:
-        for epoch in range(first_epoch, cfg.epochs):
-            for step in range(steps):
-                first = (step * world + rank) * cfg.batch_size
-                yield _batch(trainer.data, "train", epoch, list(range(first, first + cfg.batch_size)), device)
+        for start in range(0, len(items), cfg.batch_size):
+            keys = [items.key(i) for i in range(start, start + cfg.batch_size)]  # one epoch per batch
+            yield _batch(trainer.data, "train", keys[0][0], [index for _, index in keys], device)
         return
     loader = torch.utils.data.DataLoader(
-        _RunSamples(trainer.data, first_epoch, cfg.epochs, steps, cfg.batch_size, rank, world),
+        items,
         batch_size=cfg.batch_size,
         num_workers=cfg.workers,
         worker_init_fn=_reopen_in_worker,
