@@ -107,6 +107,40 @@ def simulate_reference(
     return upsample(coarse, h / coarse.shape[1], (h, w), kernel).astype(np.float32), factor
 
 
+def _coarse_matrix(n: int, m: int, sigma: float, shift: float) -> np.ndarray:
+    """(m, n) matrix of the 1-D chain: Gaussian blur, linear shift by `shift` px, linear zoom to m cells.
+
+    The same steps as scipy.ndimage's `gaussian_filter1d` (mode "reflect", truncate 4), `shift` and `zoom` (order 1,
+    grid mode, mode "nearest"), written as matrices (tests/test_degrade.py checks them against scipy).
+    """
+    i = np.arange(n)
+    blur = np.zeros((n, n))
+    if sigma > 0:
+        radius = int(4.0 * sigma + 0.5)
+        taps = np.arange(-radius, radius + 1)
+        weights = np.exp(-0.5 * (taps / sigma) ** 2)
+        # Reflected edges, "d c b a | a b c d", repeated for kernels wider than the crop.
+        j = np.mod(i[:, None] + taps[None], 2 * n)
+        j = np.where(j >= n, 2 * n - 1 - j, j)
+        np.add.at(blur, (np.broadcast_to(i[:, None], j.shape), j), weights / weights.sum())
+    else:
+        blur[i, i] = 1.0
+    cells = _linear_matrix((np.arange(m) + 0.5) * (n / m) - 0.5, n)
+    return cast(np.ndarray, (cells @ _linear_matrix(i - shift, n)) @ blur)
+
+
+def _linear_matrix(coords: np.ndarray, n: int) -> np.ndarray:
+    """(len(coords), n) weights of linear interpolation at `coords`, edge values repeated outside [0, n - 1]."""
+    x = np.clip(coords, 0, n - 1)
+    left = np.minimum(np.floor(x).astype(int), n - 1)
+    frac = x - left
+    out = np.zeros((len(coords), n))
+    rows = np.arange(len(coords))
+    out[rows, left] += 1 - frac
+    out[rows, np.minimum(left + 1, n - 1)] += frac
+    return out
+
+
 def simulate_coarse(
     hr: np.ndarray, band_range: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig
 ) -> tuple[np.ndarray, float]:
@@ -118,15 +152,13 @@ def simulate_coarse(
     factor = float(np.exp(rng.uniform(np.log(cfg.factor[0]), np.log(cfg.factor[1]))))
     sigma = cfg.blur * factor
     dy, dx = rng.uniform(-cfg.shift, cfg.shift, 2) * factor
-    blurred = np.stack(
-        [
-            ndimage.shift(ndimage.gaussian_filter(b, sigma, mode="reflect"), (dy, dx), order=1, mode="nearest")
-            for b in hr
-        ]
-    )
     ch, cw = max(1, round(h / factor)), max(1, round(w / factor))
-    # Linear samples of the blurred field at the cell centres: the sensor blur stands in for the area average.
-    coarse = np.stack([ndimage.zoom(b, (ch / h, cw / w), order=1, grid_mode=True, mode="nearest") for b in blurred])
+    # Blur, shift and cell sampling are each separable and linear, so together they are one (ch, H) matrix on the
+    # rows and one (cw, W) on the columns: coarse = rows @ band @ cols.T. Exactly scipy's chain (Gaussian blur with
+    # reflected edges, a linear-interpolation shift and a linear zoom at cell centres, both with edge repeat),
+    # about 10x faster than filtering the full-resolution crop.
+    rows, cols = _coarse_matrix(h, ch, sigma, dy), _coarse_matrix(w, cw, sigma, dx)
+    coarse = rows @ hr.astype(np.float64) @ cols.T
     gain = cast(np.ndarray, rng.uniform(*cfg.gain, c))[:, None, None]
     offset = (rng.uniform(-cfg.offset, cfg.offset, c) * band_range)[:, None, None]
     coarse = coarse * gain + offset

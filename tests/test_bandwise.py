@@ -247,6 +247,33 @@ def test_simulated_cubic_reference_matches_gdal_inside():
     np.testing.assert_allclose(ours[:, 8:-8, 8:-8], gdal[:, 8:-8, 8:-8], atol=1e-5)  # edges: GDAL clamps its own way
 
 
+@pytest.mark.parametrize(
+    ("shape", "factor", "shift"),
+    [
+        ((3, 48, 40), 1.0, 0.0),
+        ((2, 64, 64), 1.5, 0.4),
+        ((1, 37, 90), 3.0, -0.9),
+        ((4, 40, 52), 10.0, 3.0),
+        ((1, 9, 30), 12.0, -3.6),  # the blur kernel is wider than the crop: reflected more than once
+    ],
+)
+def test_simulated_coarse_grid_is_scipys_blur_shift_and_zoom(shape, factor, shift):
+    """The matrices reproduce scipy's chain, edges included (kernels wider than the crop, shifts past the edge)."""
+    from scipy import ndimage
+
+    from extendgan_geo.degrade import _coarse_matrix
+
+    hr = np.random.default_rng(1).uniform(0, 1000, shape).astype(np.float32)
+    c, h, w = shape
+    sigma, ch, cw = 0.5 * factor, max(1, round(h / factor)), max(1, round(w / factor))
+    blurred = [ndimage.gaussian_filter(b, sigma, mode="reflect") for b in hr]
+    moved = [ndimage.shift(b, (shift, -shift), order=1, mode="nearest") for b in blurred]
+    scipy_chain = np.stack([ndimage.zoom(b, (ch / h, cw / w), order=1, grid_mode=True, mode="nearest") for b in moved])
+    ours = _coarse_matrix(h, ch, sigma, shift) @ hr.astype(np.float64) @ _coarse_matrix(w, cw, sigma, -shift).T
+    assert ours.shape == scipy_chain.shape == (c, ch, cw)
+    np.testing.assert_allclose(ours, scipy_chain, atol=2e-4)  # float32 rounding of scipy's steps
+
+
 def test_windows_without_known_pixels_take_the_matched_reference(bandwise_model):
     """Deep inside a hole wider than a window the model has no context: match's prediction, no model run."""
     from extendgan_geo.fillers import gan
