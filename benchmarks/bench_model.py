@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from extendgan_geo import allocator
 from extendgan_geo.model.discriminator import Discriminator
 from extendgan_geo.model.generator import Generator, GeneratorConfig
 from extendgan_geo.model.layers import GatedConv2d
@@ -155,12 +156,14 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="both networks in channels-last layout")
     parser.add_argument("--compile", action="store_true", help="with --pair: also both networks via torch.compile")
     args = parser.parse_args()
+    # As the fill and train commands do on CPU (EGAN_TUNE_MALLOC=NO for glibc's defaults).
+    tuned = allocator.tune()
     if args.pair:
         res = speed_pair(args.bands, args.repeats, args.channels_last, args.compile)
         layout = "channels-last" if args.channels_last else "contiguous"
         print(
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.bands} bands, 256 x 256, "
-            f"fp32, {layout}"
+            f"fp32, {layout}, allocator {'tuned' if tuned else 'defaults'}"
         )
         print("| generator | params M | GMACs | ms median | ms min |")
         print("|---|---|---|---|---|")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from extendgan_geo import allocator
 from extendgan_geo.errors import BandMismatchError, CheckpointError, ConfigError
 from extendgan_geo.fillers.base import TileBatch
 from extendgan_geo.fillers.match import MatchFiller
@@ -303,11 +304,14 @@ def load_gan_filler(
             f"expected {trained}: select them with -b/--bidx and --ref-bidx, use the bundled band-agnostic model "
             "(no --model), or train one for this layout: egan-fill train --hr FILE -b ... (docs/training.md)"
         )
+    device = pick_device(device)
+    if device == "cpu":
+        allocator.tune()  # the generator's feature maps are reused, not faulted in again, window after window
     filler = GanFiller(
         generator,
         meta,
         model_hash=file_sha256(path),
-        device=pick_device(device),
+        device=device,
         precision=precision,
         bands=bands,
         compile=compile,

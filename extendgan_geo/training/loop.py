@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from extendgan_geo import __version__
+from extendgan_geo import __version__, allocator
 from extendgan_geo.degrade import DegradeConfig
 from extendgan_geo.errors import CheckpointError, ConfigError
 from extendgan_geo.model import losses
@@ -81,6 +81,7 @@ def _device(cfg: TrainConfig) -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; expected --device cpu")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    allocator.tune()  # CPU steps reuse freed feature maps instead of faulting them in again (extendgan_geo.allocator)
     return torch.device("cpu")
 
 
