@@ -9,7 +9,7 @@ back to the HR grid (bilinear or cubic convolution, as the fill engine does). Al
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from scipy import ndimage
@@ -50,33 +50,55 @@ def _keys(t: np.ndarray) -> np.ndarray:
     return np.where(t <= 1, (1.5 * t - 2.5) * t * t + 1, np.where(t < 2, ((-0.5 * t + 2.5) * t - 4) * t + 2, 0.0))
 
 
+def _lanczos(t: np.ndarray) -> np.ndarray:
+    """Lanczos-3 window (sinc(t) sinc(t / 3) for |t| < 3, GDAL's "lanczos") at distances t."""
+    return np.where(np.abs(t) < 3, np.sinc(t) * np.sinc(t / 3), 0.0)
+
+
+def _kernel_matrix(n_out: int, n_in: int, factor: float, kernel: Any, taps: range, normalize: bool) -> np.ndarray:
+    """(n_out, n_in) weights of a separable interpolation kernel from cells `factor` px wide; edge cells repeat."""
+    u = (np.arange(n_out) + 0.5) / factor - 0.5
+    base = np.floor(u).astype(int)
+    m = np.zeros((n_out, n_in))
+    weights = np.stack([kernel(u - (base + k)) for k in taps])
+    if normalize:
+        weights /= weights.sum(axis=0)
+    for k, w in zip(taps, weights, strict=True):
+        np.add.at(m, (np.arange(n_out), np.clip(base + k, 0, n_in - 1)), w)
+    return m
+
+
 def upsample_cubic(coarse: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
     """Cubic-convolution upsampling of (C, h, w) cell values to (C, *shape) HR pixels, cells `factor` HR px wide.
 
-    GDAL's "cubic" kernel, the one the fill engine uses by default; edge cells repeat.
+    GDAL's "cubic" kernel (`egan-fill --resampling cubic`); edge cells repeat.
     """
-
-    def matrix(n_out: int, n_in: int) -> np.ndarray:
-        u = (np.arange(n_out) + 0.5) / factor - 0.5
-        base = np.floor(u).astype(int)
-        m = np.zeros((n_out, n_in))
-        for k in range(-1, 3):
-            idx = np.clip(base + k, 0, n_in - 1)
-            np.add.at(m, (np.arange(n_out), idx), _keys(u - (base + k)))
-        return m
-
-    rows, cols = matrix(shape[0], coarse.shape[1]), matrix(shape[1], coarse.shape[2])
+    rows = _kernel_matrix(shape[0], coarse.shape[1], factor, _keys, range(-1, 3), False)
+    cols = _kernel_matrix(shape[1], coarse.shape[2], factor, _keys, range(-1, 3), False)
     fine: np.ndarray = rows @ coarse.astype(np.float64) @ cols.T
     return fine
 
 
+def upsample_lanczos(coarse: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
+    """Lanczos-3 upsampling, as GDAL's "lanczos" (the fill engine's default kernel): six taps, normalised weights."""
+    rows = _kernel_matrix(shape[0], coarse.shape[1], factor, _lanczos, range(-2, 4), True)
+    cols = _kernel_matrix(shape[1], coarse.shape[2], factor, _lanczos, range(-2, 4), True)
+    fine: np.ndarray = rows @ coarse.astype(np.float64) @ cols.T
+    return fine
+
+
+KERNELS = ("bilinear", "cubic", "lanczos")
+
+
 def upsample(coarse: np.ndarray, factor: float, shape: tuple[int, int], kernel: str = "bilinear") -> np.ndarray:
-    """Upsample with the engine's `kernel` ("bilinear" or "cubic")."""
+    """Upsample with the engine's `kernel` ("bilinear", "cubic" or "lanczos")."""
+    if kernel == "lanczos":
+        return upsample_lanczos(coarse, factor, shape)
     if kernel == "cubic":
         return upsample_cubic(coarse, factor, shape)
     if kernel == "bilinear":
         return upsample_bilinear(coarse, factor, shape)
-    raise ValueError(f"simulated references support bilinear and cubic upsampling, got {kernel!r}")
+    raise ValueError(f"simulated references support {', '.join(KERNELS)} upsampling, got {kernel!r}")
 
 
 def upsample_bilinear(coarse: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:

@@ -79,7 +79,7 @@ class EvalConfig:
     paper_protocol: bool = False
     rgb: tuple[int, ...] | None = None
     device: str = "auto"
-    resampling: ResamplingKind = "cubic"
+    resampling: ResamplingKind = "lanczos"
     heal: bool = True
 
     def __post_init__(self) -> None:

@@ -226,25 +226,29 @@ def test_training_resampling_is_recorded_and_a_different_fill_kernel_is_warned(
     model = train(tiny(tmp_path, train_raster, epochs=1, bandwise=4, residual=True, resampling="cubic")).best
     assert read_metadata(model)["resampling"] == "cubic"
     hr, ref = make_raster(bands=3), make_reference(bands=3)
-    for kernel, warned in (("cubic", False), ("bilinear", True)):
+    for kernel, warned in (("cubic", False), ("lanczos", False), ("bilinear", True)):
         caplog.clear()
         cfg = FillConfig(method="gan", model=model, device="cpu", resampling=kernel, ref_indexes=(2, 3, 4))
         fill_raster(hr, ref, tmp_path / f"{kernel}.tif", cfg=cfg, out_cfg=OutputConfig(cog=False))
         assert any("trained on references upsampled with cubic" in r.message for r in caplog.records) == warned
 
 
-def test_simulated_cubic_reference_matches_gdal_inside():
+@pytest.mark.parametrize("kernel", ["cubic", "lanczos"])
+def test_simulated_reference_kernels_match_gdal_inside(kernel):
     from affine import Affine
     from rasterio.warp import Resampling, reproject
 
-    from extendgan_geo.degrade import upsample_cubic
+    from extendgan_geo.degrade import upsample
 
     coarse = np.random.default_rng(0).random((1, 20, 20)).astype(np.float32)
-    gdal = np.zeros((1, 80, 80), np.float32)
-    reproject(coarse, gdal, src_transform=Affine.scale(4), dst_transform=Affine.identity(),
-              src_crs="EPSG:3857", dst_crs="EPSG:3857", resampling=Resampling.cubic)  # fmt: skip
-    ours = upsample_cubic(coarse, 4, (80, 80))
-    np.testing.assert_allclose(ours[:, 8:-8, 8:-8], gdal[:, 8:-8, 8:-8], atol=1e-5)  # edges: GDAL clamps its own way
+    for factor in (4, 7.5):
+        size = int(20 * factor)
+        gdal = np.zeros((1, size, size), np.float32)
+        reproject(coarse, gdal, src_transform=Affine.scale(factor), dst_transform=Affine.identity(),
+                  src_crs="EPSG:3857", dst_crs="EPSG:3857", resampling=Resampling[kernel])  # fmt: skip
+        ours = upsample(coarse, factor, (size, size), kernel)
+        e = int(3 * factor)  # edges: GDAL clamps its own way
+        np.testing.assert_allclose(ours[:, e:-e, e:-e], gdal[:, e:-e, e:-e], atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extendgan_geo import masks_synth
+from extendgan_geo.degrade import KERNELS
 from extendgan_geo.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -49,9 +50,9 @@ class TrainConfig:
         resume: checkpoint (`last.safetensors`) to continue from.
         max_minutes: stop after the epoch that ends past this wall-clock budget (0 = no limit); the run stays
             resumable (`resume`), so a long run can be trained in chunks on a shared or time-limited machine.
-        resampling: how references reach the HR grid in training, "bilinear" or "cubic"; recorded in the
-            checkpoint, and `egan-fill` warps references with it when the model fills (unless --resampling says
-            otherwise).
+        resampling: how references reach the HR grid in training, "bilinear", "cubic" or "lanczos"; recorded in
+            the checkpoint, and a fill whose --resampling is neither it nor an interpolating kernel of its family
+            (cubic and lanczos) logs a warning.
         init: generator checkpoint whose weights start the run (fine-tuning; "default" = the bundled model); the
             discriminator and optimisers start fresh. Its architecture must equal this run's. Ignored with `resume`
             (the run's own weights are restored), so a fine-tune's settings file also resumes it.
@@ -121,8 +122,8 @@ class TrainConfig:
             raise ConfigError(
                 f"bandwise must be >= 0 and known_weight in [0, 1], got {self.bandwise} and {self.known_weight}"
             )
-        if self.resampling not in ("bilinear", "cubic"):
-            raise ConfigError(f"resampling must be 'bilinear' or 'cubic', got {self.resampling!r}")
+        if self.resampling not in KERNELS:
+            raise ConfigError(f"resampling must be one of {', '.join(KERNELS)}, got {self.resampling!r}")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0 (0 = no limit), got {self.max_minutes}")
         if self.lambda_adv < 0 or self.lambda_triplet < 0 or self.lambda_rec <= 0:

@@ -79,7 +79,7 @@ class RasterSamples:
         bandwise: 0 = every sample has all bands of its raster (all rasters must have the same count) and
             the fixed per-band scaling; K > 0 = band-agnostic samples of K bands drawn from the raster's bands
             (with repeats when it has fewer), standardised per window (`WindowScaling`).
-        resampling: how references reach the HR grid ("bilinear" or "cubic"), as `egan-fill --resampling`.
+        resampling: how references reach the HR grid ("bilinear", "cubic" or "lanczos"), as `egan-fill --resampling`.
     """
 
     def __init__(
