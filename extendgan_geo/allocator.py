@@ -2,13 +2,16 @@
 
 The generator allocates and frees the same large feature maps (tens of MB) for every window and training step.
 glibc serves blocks above its mmap threshold (at most 32 MB) with fresh mappings and hands heap memory above its
-trim threshold back at once, so each window pays the kernel's page faults for memory it has just given back: about
-a third of a 256 x 256 forward on the 2-core VM (docs/benchmarks.md). `tune()` sets, for this process, no new
-mmap-served blocks (`M_MMAP_MAX` 0) and a 1 GiB trim threshold, so up to 1 GiB of freed memory stays in the heap
-and the next window reuses it.
+trim threshold back at once, so each window can pay the kernel's page faults for memory it has just given back:
+about a third of a 256 x 256 forward on the 2-core VM (docs/model.md, "Speed"). `tune()` sets, for this process, no
+new mmap-served blocks (`M_MMAP_MAX` 0) and a 1 GiB trim threshold, so freed memory stays in the heap and the next
+window reuses it; `release()` (`malloc_trim`) hands what is free back to the system when a fill ends.
 
-The `gan` filler on CPU and CPU training call it; `match` does not (it gained nothing and kept more memory). Peak
-memory rises by what the heap keeps (measured: 0.82 -> 0.95 GB on a 4096 x 4096 scene). Set
+The `gan` filler on CPU and CPU training call it; `match` does not (it gained nothing and kept more memory). Until
+`release()`, the process keeps what it freed: the trim threshold only bounds the free memory at the top of the
+heap, not what lies free between live blocks (measured peaks: 0.82-0.92 -> 0.95 GB on a 4096 x 4096 fill; 10.3 ->
+14.4 GB for CPU training with batch 32). Threads other than the main one allocate from their own arenas, where
+blocks of 64 MB and more are still mapped afresh each time (one window's feature maps are at most 32 MB). Set
 `EGAN_TUNE_MALLOC=NO` to keep glibc's defaults. Other C libraries (musl, macOS, Windows) are left alone.
 """
 
@@ -26,11 +29,12 @@ M_MMAP_MAX = -4
 TRIM_BYTES = 1 << 30
 
 _tuned: bool | None = None
+_libc: ctypes.CDLL | None = None
 
 
 def tune() -> bool:
     """Apply the settings once per process; True when they are in effect (glibc on Linux, not opted out)."""
-    global _tuned
+    global _tuned, _libc
     if _tuned is not None:
         return _tuned
     _tuned = False
@@ -41,7 +45,15 @@ def tune() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        _tuned = bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_BYTES)) and bool(libc.mallopt(M_MMAP_MAX, 0))
+        # M_MMAP_MAX first: a trim threshold set alone would only switch off glibc's adaptive mmap threshold.
+        _tuned = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))
+        _libc = libc if _tuned else None
     except (OSError, AttributeError) as exc:  # pragma: no cover - an unusual libc
         logger.debug("mallopt unavailable (%s): allocator defaults kept", exc)
     return _tuned
+
+
+def release() -> None:
+    """Hand the free heap memory back to the system (after a fill); nothing unless `tune()` is in effect."""
+    if _libc is not None:
+        _libc.malloc_trim(0)

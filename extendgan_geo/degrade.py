@@ -3,13 +3,14 @@
 `simulate_reference` turns an HR crop into what a coarse sensor of another date might have seen, on the HR grid:
 Gaussian sensor blur (an MTF stand-in), a sub-pixel misregistration, area downsampling by a factor drawn from a
 range, per-band gain and offset, optional band mixing, a smooth haze gradient and noise, then upsampling
-back to the HR grid (bilinear or cubic convolution, as the fill engine does). All draws come from the caller's `rng`.
+back to the HR grid (bilinear, cubic convolution or Lanczos, GDAL's kernels). All draws come from the caller's `rng`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -55,13 +56,21 @@ def _lanczos(t: np.ndarray) -> np.ndarray:
     return np.where(np.abs(t) < 3, np.sinc(t) * np.sinc(t / 3), 0.0)
 
 
-def _kernel_matrix(n_out: int, n_in: int, factor: float, kernel: Any, taps: range, normalize: bool) -> np.ndarray:
-    """(n_out, n_in) weights of a separable interpolation kernel from cells `factor` px wide; edge cells repeat."""
+def _kernel_matrix(
+    n_out: int, n_in: int, factor: float, kernel: Callable[[np.ndarray], np.ndarray], taps: range, normalize: bool
+) -> np.ndarray:
+    """(n_out, n_in) weights of a separable interpolation kernel from cells `factor` px wide.
+
+    Unnormalised kernels (cubic) repeat the edge cells; normalised ones (Lanczos) drop the taps outside the grid and
+    share their weight among the others, as GDAL does.
+    """
     u = (np.arange(n_out) + 0.5) / factor - 0.5
     base = np.floor(u).astype(int)
     m = np.zeros((n_out, n_in))
     weights = np.stack([kernel(u - (base + k)) for k in taps])
     if normalize:
+        inside = np.stack([(base + k >= 0) & (base + k < n_in) for k in taps])
+        weights = np.where(inside, weights, 0.0)
         weights /= weights.sum(axis=0)
     for k, w in zip(taps, weights, strict=True):
         np.add.at(m, (np.arange(n_out), np.clip(base + k, 0, n_in - 1)), w)
@@ -119,7 +128,7 @@ def simulate_reference(
         band_range: (C,) typical value range per band (e.g. p99 - p1), scales offsets, haze and noise.
         rng: random generator.
         cfg: degradation ranges.
-        kernel: upsampling back to the HR grid, "bilinear" or "cubic" (as the model will see it when filling).
+        kernel: upsampling back to the HR grid, "bilinear", "cubic" or "lanczos" (as the model will see it filling).
 
     Returns:
         (C, H, W) float32 reference on the HR grid, and the factor used.
@@ -133,7 +142,7 @@ def _coarse_matrix(n: int, m: int, sigma: float, shift: float) -> np.ndarray:
     """(m, n) matrix of the 1-D chain: Gaussian blur, linear shift by `shift` px, linear zoom to m cells.
 
     The same steps as scipy.ndimage's `gaussian_filter1d` (mode "reflect", truncate 4), `shift` and `zoom` (order 1,
-    grid mode, mode "nearest"), written as matrices (tests/test_degrade.py checks them against scipy).
+    grid mode, mode "nearest"), written as matrices (tests/test_bandwise.py checks them against scipy).
     """
     i = np.arange(n)
     blur = np.zeros((n, n))

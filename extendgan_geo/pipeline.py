@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from extendgan_geo import __version__
+from extendgan_geo import __version__, allocator
 from extendgan_geo.config import FillConfig, OutputConfig
 from extendgan_geo.engine import Counts, Engine, Progress, timed
 from extendgan_geo.errors import BandMismatchError, ConfigError
@@ -339,6 +339,7 @@ def fill_raster(
             result = _run(inputs, cfg, out_cfg, output, progress, sample)
     finally:
         inputs.close()
+        allocator.release()  # what a CPU generator kept for reuse goes back to the system
     result.seconds["total"] = time.perf_counter() - t0
     logger.info("%s", result.summary())
     return result

@@ -41,8 +41,29 @@ def test_tuned_process_reuses_freed_memory_instead_of_faulting_it_in_again():
     plain, tuned = _probe("NO"), _probe("YES")
     assert not plain["tuned"] and tuned["tuned"]
     pages = 10 * (64 << 20) // 4096
-    assert plain["faults"] > 0.8 * pages  # glibc's defaults: every round maps fresh memory
-    assert tuned["faults"] < 0.4 * pages  # reused: at most a few rounds fault
+    if plain["faults"] < 0.5 * pages:  # e.g. transparent huge pages always on: few faults to save
+        pytest.skip(f"glibc's defaults fault only {plain['faults']} times here (huge pages?)")
+    assert tuned["faults"] < 0.4 * plain["faults"]  # reused: at most a few rounds fault
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_release_hands_free_memory_back():
+    probe = """
+import json, resource
+import torch
+from extendgan_geo import allocator
+allocator.tune()
+x = [torch.ones(16 << 20) for _ in range(4)]
+del x
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+kept = rss()
+allocator.release()
+print(json.dumps({"kept": kept, "released": rss()}))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    sizes = json.loads(out.stdout)
+    assert sizes["kept"] - sizes["released"] > 200 << 20  # the 256 MiB freed by `del` left the process
 
 
 def test_opt_out_and_once_per_process(monkeypatch):
