@@ -307,7 +307,7 @@ def test_compile_with_inductor_trains_like_plain_torch(train_raster, tmp_path):
         assert a["loss_rec"] == pytest.approx(b["loss_rec"], rel=1e-4)
 
 
-def test_mask_kinds_flag(train_raster, tmp_path):
+def test_mask_kinds_and_resampling_flags(train_raster, tmp_path):
     from click.testing import CliRunner
 
     from extendgan_geo.cli.main import cli
@@ -315,9 +315,10 @@ def test_mask_kinds_flag(train_raster, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--hr", train_raster, "-o", str(out), "--epochs", "1", "--samples-per-epoch", "2", "-q"]
     args += ["--batch-size", "2", "--crop", "64", "--width", "4", "--device", "cpu"]
-    result = CliRunner().invoke(cli, [*args, "--mask-kinds", "seam,full"])
+    result = CliRunner().invoke(cli, [*args, "--mask-kinds", "seam,full", "--resampling", "lanczos"])
     assert result.exit_code == 0, result.output
-    assert 'mask_kinds = ["seam", "full"]' in (out / "config.toml").read_text()
+    written = (out / "config.toml").read_text()
+    assert 'mask_kinds = ["seam", "full"]' in written and 'resampling = "lanczos"' in written
     bad = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "bad"), "--mask-kinds", "seam,clouds"])
     assert bad.exit_code != 0 and "unknown or no kinds" in bad.output
     assert not (tmp_path / "bad").exists()

@@ -82,6 +82,11 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     callback=lambda ctx, param, value: tuple(k.strip() for k in value.split(",") if k.strip()) if value else None,
     help="Training gap layouts, e.g. half,quarter,rectangle,seam,cloud,full (file: --mask-file rasters).",
 )
+@click.option(
+    "--resampling",
+    type=click.Choice(["bilinear", "cubic", "lanczos"]),
+    help="How simulated references reach the HR grid (GDAL's kernels; fills default to lanczos).",
+)
 @click.option("--larn/--no-larn", default=None, help="LARN on/off (ablation).")
 @click.option("--triplet/--no-triplet", default=None, help="Triplet loss on/off (ablation).")
 @click.option("--seed", type=int)
