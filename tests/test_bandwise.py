@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from affine import Affine
 
 from extendgan_geo.config import FillConfig, OutputConfig
 from extendgan_geo.errors import ConfigError
@@ -249,6 +250,44 @@ def test_training_resampling_is_recorded_and_a_different_fill_kernel_is_warned(
         cfg = FillConfig(method="gan", model=model, device="cpu", resampling=kernel, ref_indexes=(2, 3, 4))
         fill_raster(hr, ref, tmp_path / f"{kernel}.tif", cfg=cfg, out_cfg=OutputConfig(cog=False))
         assert any("trained on references upsampled with cubic" in r.message for r in caplog.records) == warned
+
+
+def test_references_coarser_than_the_models_range_are_logged(caplog):
+    import logging
+
+    from extendgan_geo.pipeline import _warn_model_mismatch
+
+    meta = {"resampling": "cubic", "scale_range": [1.0, 10.0]}
+    for scale, warned in ((7.5, False), (11.9, False), (30.0, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            _warn_model_mismatch(meta, "lanczos", scale)
+        assert [("beyond the 10x" in r.message) for r in caplog.records] == ([True] if warned else []), scale
+    caplog.clear()
+    _warn_model_mismatch({}, "lanczos", 100.0)  # match, or a checkpoint without a recorded range
+    assert not caplog.records
+
+
+def test_the_bundled_model_warns_about_a_30x_reference(make_raster, make_reference, tmp_path, caplog):
+    """The conftest reference is 7.5x coarser than the HR; averaged 4 x 4 it is 30x (out of the model's 1-10x)."""
+    import logging
+
+    from rasterio.enums import Resampling
+
+    hr, ref = make_raster(bands=3), make_reference(bands=3)
+    with rasterio.open(ref) as src:
+        shape = (src.count, src.height // 4, src.width // 4)
+        profile = src.profile | {"height": shape[1], "width": shape[2], "transform": src.transform @ Affine.scale(4)}
+        coarse = src.read(out_shape=shape, resampling=Resampling.average)
+    ref30 = tmp_path / "ref30.tif"
+    with rasterio.open(ref30, "w", **profile) as dst:
+        dst.write(coarse)
+    cfg = FillConfig(method="gan", device="cpu", ref_indexes=(2, 3, 4))
+    for path, scale_warned in ((ref, False), (ref30, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            fill_raster(hr, path, tmp_path / f"out_{scale_warned}.tif", cfg=cfg, out_cfg=OutputConfig(cog=False))
+        assert any("beyond the 10x" in r.message for r in caplog.records) == scale_warned
 
 
 @pytest.mark.parametrize("kernel", ["cubic", "lanczos"])
