@@ -322,3 +322,21 @@ def test_mask_kinds_and_resampling_flags(train_raster, tmp_path):
     bad = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "bad"), "--mask-kinds", "seam,clouds"])
     assert bad.exit_code != 0 and "unknown or no kinds" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_blind_crops_match_the_reference_on_their_outer_ring():
+    """A crop without known pixels is not matched on its own truth: its inside keeps the reference's own error."""
+    from extendgan_geo.training.data import _match
+
+    rng = np.random.default_rng(0)
+    hr = rng.uniform(100, 900, (2, 64, 64)).astype(np.float32)
+    ref = 2 * hr + 10
+    ref[:, 8:-8, 8:-8] += 40  # radiometry drifts inside the hole
+    out = _match(hr, ref, np.ones((64, 64), bool))
+    inside = (out - hr)[:, 8:-8, 8:-8]
+    ring = (out - hr)[:, :4]
+    np.testing.assert_allclose(ring, 0, atol=1e-3)
+    np.testing.assert_allclose(inside, 20, atol=1e-3)  # (ref - 10) / 2 inside is hr + 20
+    gap = np.zeros((64, 64), bool)
+    gap[:4] = True  # mostly known: fitted on the known pixels, drifted ones included, as a fill does
+    assert float(np.abs(_match(hr, ref, gap)[:, :4] - hr[:, :4]).mean()) > 1

@@ -249,8 +249,16 @@ def _augment(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
 
 
 def _match(hr: np.ndarray, ref: np.ndarray, gap: np.ndarray) -> np.ndarray:
-    """The reference mapped to HR radiometry on the known pixels, as `--method match` does at fill time."""
+    """The reference mapped to HR radiometry on the known pixels, as `--method match` does at fill time.
+
+    With next to no known pixel (mask kind "full"), the fit uses the crop's outer ring (1/16 of its edge): a stand-in
+    for the pixels around a wide hole that a fill's scene-wide fit comes from, so the crop's inside is never fitted
+    on its own truth.
+    """
     gain, bias, n = fit_gain_bias(hr, ref, ~gap)
     if n < 0.02 * gap.size:
-        gain, bias, _ = fit_gain_bias(hr, ref, np.ones_like(gap))
+        ring = np.ones_like(gap)
+        w = max(2, min(gap.shape) // 16)
+        ring[w:-w, w:-w] = False
+        gain, bias, _ = fit_gain_bias(hr, ref, ring)
     return cast(np.ndarray, (gain[:, None, None] * ref + bias[:, None, None]).astype(np.float32))
