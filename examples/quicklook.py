@@ -40,6 +40,21 @@ def stretch(rgb: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (np.moveaxis(out, 0, -1) * 255).astype(np.uint8)
 
 
+def side_by_side(images: list[np.ndarray], titles: list[str], path: str | None, foot: int = 0) -> Image.Image:
+    """Images in a row with a title over each, 8 px apart, `foot` px of room below; saved to `path` when given."""
+    h, w = images[0].shape[:2]
+    pad, top = 8, 22
+    canvas = Image.new("RGB", (len(images) * (w + pad) + pad, h + top + pad + foot), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (img, title) in enumerate(zip(images, titles, strict=True)):
+        x = pad + i * (w + pad)
+        canvas.paste(Image.fromarray(img), (x, top))
+        draw.text((x, 5), title, fill="black")
+    if path:
+        canvas.save(path, quality=88) if path.endswith(".jpg") else canvas.save(path, optimize=True)
+    return canvas
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
@@ -73,15 +88,8 @@ def main() -> None:
             filled = src.read(1) == 1
         edge = filled & ~np.pad(filled, 1, mode="edge")[2:, 1:-1] | filled & ~np.pad(filled, 1, mode="edge")[1:-1, 2:]
         images[0][edge] = (255, 0, 255)
-    h, w = images[0].shape[:2]
-    pad, top = 8, 22
-    canvas = Image.new("RGB", (len(images) * (w + pad) + pad, h + top + pad), "white")
-    draw = ImageDraw.Draw(canvas)
     titles = args.titles.split(",") if args.titles else [p.split("/")[-1] for p in args.rasters]
-    for i, (img, title) in enumerate(zip(images, titles, strict=False)):
-        x = pad + i * (w + pad)
-        canvas.paste(Image.fromarray(img), (x, top))
-        draw.text((x, 5), title, fill="black")
+    canvas = side_by_side(images, (titles + [""] * len(images))[: len(images)], None)
     if args.width and canvas.width > args.width:
         canvas = canvas.resize((args.width, round(canvas.height * args.width / canvas.width)), Image.LANCZOS)
     canvas.save(args.out, quality=88) if args.out.lower().endswith((".jpg", ".jpeg")) else canvas.save(args.out)

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
-from quicklook import read_rgb, stretch  # noqa: E402
+from quicklook import read_rgb, side_by_side, stretch  # noqa: E402
 
 from extendgan_geo.figures import LUT  # noqa: E402
 
@@ -108,21 +108,6 @@ def main() -> None:
     else:
         print(f"{panel} not found: run benchmarks/bench_quality.py first to refresh eval_panel.png", file=sys.stderr)
     print(f"wrote the pictures in {os.path.relpath(IMAGES)}")
-
-
-def side_by_side(images: list[np.ndarray], titles: list[str], path: str | None, foot: int = 0) -> Image.Image:
-    """Images in a row with a title over each, 8 px apart; saved to `path` when given."""
-    h, w = images[0].shape[:2]
-    pad, top = 8, 22
-    canvas = Image.new("RGB", (len(images) * (w + pad) + pad, h + top + pad + foot), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i, (img, title) in enumerate(zip(images, titles, strict=True)):
-        x = pad + i * (w + pad)
-        canvas.paste(Image.fromarray(img), (x, top))
-        draw.text((x, 5), title, fill="black")
-    if path:
-        canvas.save(path, quality=88) if path.endswith(".jpg") else canvas.save(path, optimize=True)
-    return canvas
 
 
 if __name__ == "__main__":
