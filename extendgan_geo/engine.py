@@ -132,7 +132,9 @@ class Engine:
                     refs.append(pad_to(self.ref.read(r, c, h, w), size))
                 hrs.append(pad_to(hr, size))
                 gaps.append(pad_to(gap[None], size))
-            batch = TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array([[r, c] for c in chunk]))
+            batch = TileBatch(
+                np.stack(hrs), np.stack(refs), np.stack(gaps), np.array([[r, c] for c in chunk]), self.ref.scale
+            )
             with timed(seconds, "filler"):
                 pred = self.filler(batch)
             if self.heal:

@@ -276,7 +276,7 @@ def _sample(inputs: _Inputs, reader: GapReader, size: int = 64, grid: int = 8) -
             gaps.append(gap[None])
             refs.append(inputs.ref.read(r, c, h, w))
             origins.append((r, c))
-    return TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array(origins, dtype=np.int64))
+    return TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array(origins, dtype=np.int64), inputs.ref.scale)
 
 
 def _provenance(inputs: _Inputs, cfg: FillConfig) -> dict[str, str]:

@@ -164,3 +164,27 @@ def test_inference_in_place_gating_equals_the_autograd_path(bandwise):
         fast = g(hr, ref, gap)
     assert slow.requires_grad and not fast.requires_grad
     torch.testing.assert_close(fast, slow.detach(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bandwise", [True, False])
+def test_scale_input_widened_from_a_plain_generator_keeps_its_output(bandwise):
+    from extendgan_geo.model.generator import with_scale_input
+
+    bands = 1 if bandwise else 3
+    kw = {"bands": bands, "ref_bands": bands, "width": 4, "residual": True, "bandwise": bandwise}
+    torch.manual_seed(0)
+    plain = Generator(GeneratorConfig(**kw)).eval()
+    scaled = Generator(GeneratorConfig(**kw, scale_input=True)).eval()
+    scaled.load_state_dict(with_scale_input(plain.state_dict()))
+    hr, ref = torch.randn(2, 3, 36, 40), torch.randn(2, 3, 36, 40)
+    gap = torch.zeros(2, 1, 36, 40)
+    gap[..., 10:30, 8:30] = 1
+    with torch.no_grad():
+        base = plain(hr, ref, gap)
+        for factor in (1.0, 3.0, 10.0):
+            torch.testing.assert_close(scaled(hr, ref, gap, torch.full((2,), factor)), base)
+        with pytest.raises(ValueError, match="scale factor"):
+            scaled(hr, ref, gap)
+        scaled.enc1.feature.weight[:, -1].fill_(0.5)  # once trained, the factor changes the prediction
+        near, far = scaled(hr, ref, gap, torch.full((2,), 2.0)), scaled(hr, ref, gap, torch.full((2, 1, 1, 1), 8.0))
+    assert not torch.allclose(near, far)

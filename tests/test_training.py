@@ -13,7 +13,7 @@ from extendgan_geo.config import FillConfig
 from extendgan_geo.pipeline import fill_raster
 from extendgan_geo.training.config import build_config
 from extendgan_geo.training.data import RasterSamples, SourceSpec
-from extendgan_geo.training.loop import Trainer, _batch, train
+from extendgan_geo.training.loop import SAMPLE_KEYS, Trainer, _batch, train
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ def test_loader_items_are_the_in_process_samples(first_epoch, rank, world):
 
     class Recorder:
         def sample(self, split, epoch, index):
-            return {"hr": (split, epoch, index), "ref": None, "gap": None}
+            return {"hr": (split, epoch, index), "ref": None, "gap": None, "factor": None}
 
     epochs, steps, batch = 4, 3, 2
     items = _RunSamples(Recorder(), first_epoch, epochs, steps, batch, rank, world)  # type: ignore[arg-type]
@@ -340,3 +340,46 @@ def test_blind_crops_match_the_reference_on_their_outer_ring():
     gap = np.zeros((64, 64), bool)
     gap[:4] = True  # mostly known: fitted on the known pixels, drifted ones included, as a fill does
     assert float(np.abs(_match(hr, ref, gap)[:, :4] - hr[:, :4]).mean()) > 1
+
+
+def test_scale_input_run_starts_from_a_plain_checkpoint_and_fills_with_the_scale(train_raster, tmp_path):
+    """--scale-input --init PLAIN starts from PLAIN's output; its checkpoint fills, reading TileBatch.scale."""
+    from extendgan_geo.fillers.base import TileBatch
+    from extendgan_geo.fillers.gan import load_gan_filler
+    from extendgan_geo.model.checkpoint import load_generator, read_metadata
+    from extendgan_geo.training.loop import Trainer
+
+    plain = train(tiny(tmp_path / "a", train_raster, epochs=1, bandwise=3, residual=True)).best
+    run = tiny(tmp_path / "b", train_raster, epochs=1, bandwise=3, residual=True, scale_input=True, init=plain)
+    data = RasterSamples([SourceSpec(train_raster)], crop=64, block=64, seed=3, bandwise=3)
+    trainer = Trainer(run, data, torch.device("cpu"), 1)
+    trainer.init_from(plain)
+    batch = {k: torch.from_numpy(np.stack([data.sample("train", 0, i)[k] for i in range(2)])) for k in SAMPLE_KEYS}
+    generator, _ = load_generator(plain)
+    with torch.no_grad():
+        widened = trainer.g(batch["hr"], batch["ref"], batch["gap"], batch["factor"])
+        torch.testing.assert_close(widened, generator(batch["hr"], batch["ref"], batch["gap"]))
+    data.close()
+
+    scaled = train(run).best
+    assert read_metadata(scaled)["generator"]["scale_input"] is True
+    assert read_metadata(plain)["generator"]["scale_input"] is False
+    filler = load_gan_filler(scaled, device="cpu", bands=3)
+    with torch.no_grad():
+        filler.generator.enc1.feature.weight[:, -1].fill_(0.5)  # make the factor matter
+    rng = np.random.default_rng(0)
+    hr = rng.uniform(100, 900, (1, 3, 64, 64)).astype(np.float32)
+    gap = np.zeros((1, 1, 64, 64), bool)
+    gap[..., 16:48, 16:48] = True
+    ref = (hr * 0.5 + 20).astype(np.float32)
+    origin = np.zeros((1, 2), np.int64)
+    filler.prepare(TileBatch(hr, ref, gap, origin))
+    near, far = (filler(TileBatch(hr * ~gap, ref, gap, origin, s)) for s in (1.5, 9.0))
+    assert np.isfinite(near).all() and not np.allclose(near, far)
+
+
+def test_a_real_pairs_samples_carry_its_scale_factor(make_raster, make_reference):
+    data = RasterSamples([SourceSpec(str(make_raster(bands=3)), str(make_reference(bands=3)), ref_indexes=(2, 3, 4))],
+                         crop=64, block=64, seed=0, min_valid=0.0)  # fmt: skip
+    assert data.sample("train", 0, 0)["factor"] == pytest.approx(7.5, rel=0.05)  # 30 m in EPSG:4326 over 4 m
+    data.close()

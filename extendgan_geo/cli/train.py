@@ -87,6 +87,11 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
     type=click.Choice(["bilinear", "cubic", "lanczos"]),
     help="How simulated references reach the HR grid (GDAL's kernels; fills default to lanczos).",
 )
+@click.option(
+    "--scale-input/--no-scale-input",
+    default=None,
+    help="The generator also reads the reference's scale factor (zero-initialised when --init lacks it).",
+)
 @click.option("--larn/--no-larn", default=None, help="LARN on/off (ablation).")
 @click.option("--triplet/--no-triplet", default=None, help="Triplet loss on/off (ablation).")
 @click.option("--seed", type=int)

@@ -22,12 +22,14 @@ class TileBatch:
         gap: (N, 1, T, T) bool, True where the pixel must be filled.
         origins: (N, 2) int64 scene (row, col) of each window's top-left pixel; windows smaller than T (small
             scenes) are padded by reflection, so `origins` + index can lie outside the scene there.
+        scale: the reference's pixel size over the HR's (its scale factor; 1 when not known).
     """
 
     hr: np.ndarray
     ref: np.ndarray
     gap: np.ndarray
     origins: np.ndarray
+    scale: float = 1.0
 
     def __len__(self) -> int:
         return int(self.hr.shape[0])

@@ -152,6 +152,8 @@ class GanFiller:
         self.spread_method = "local"
         # Whether the model learned to fill windows without known pixels (see MIN_CONTEXT).
         self.blind_trained = "full" in (meta.get("config") or {}).get("mask_kinds", ())
+        # Whether the model also reads the reference's scale factor (TileBatch.scale).
+        self.scale_input = bool(cfg.get("scale_input", False))
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide radiometric match of the reference and the scene's band ranges."""
@@ -187,7 +189,7 @@ class GanFiller:
         spread = np.zeros((len(batch), 1, *pred.shape[2:]), np.float32)  # the flips' (none where skipped)
         if not run.any():
             return self._with_spread(pred, spread, ref_ok)
-        sub = TileBatch(batch.hr[run], ref[run], batch.gap[run], batch.origins[run])
+        sub = TileBatch(batch.hr[run], ref[run], batch.gap[run], batch.origins[run], batch.scale)
         hr, ref_m, from_model = self._to_model(sub, sub.ref)
         gap = sub.gap.astype(np.float32)
         bf16 = self.precision == "bf16"
@@ -202,9 +204,10 @@ class GanFiller:
         ):
             # Made inside inference mode, like their flipped copies: a compiled generator sees one kind of tensor
             # (inference tensors and normal ones would each cost a compile).
-            tensors = [
-                torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device) for a in (hr, ref_m, gap)
-            ]
+            arrays = [hr, ref_m, gap]
+            if self.scale_input:
+                arrays.append(np.full((len(sub), 1, 1, 1), sub.scale, np.float32))
+            tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device) for a in arrays]
             for dims in flips:
                 outs = []
                 for i in range(0, len(sub), step):

@@ -28,6 +28,10 @@ class GeneratorConfig:
         bandwise: one set of weights for any band count (ours): each band goes through the network on its own,
             with the band means of the masked HR and of the reference as two context channels (cross-band
             information). `bands` and `ref_bands` must then be 1; inputs may have any number of bands.
+        scale_input: one more input channel (ours): log10 of the reference's scale factor (its pixel size over the
+            HR's) as a constant map, so the network need not infer from the reference how coarse it is. Its
+            weights start at zero when a checkpoint without it starts the run (`init`), which keeps that
+            checkpoint's output.
     """
 
     bands: int = 4
@@ -38,6 +42,7 @@ class GeneratorConfig:
     instance_norm: bool = False
     residual: bool = False
     bandwise: bool = False
+    scale_input: bool = False
 
     def __post_init__(self) -> None:
         if self.bands < 1 or self.ref_bands < 1 or self.width < 2:
@@ -76,7 +81,7 @@ class Generator(nn.Module):
         self.cfg = cfg
         w = cfg.width
         kw: dict[str, Any] = {"larn": cfg.larn, "larn_stats": cfg.larn_stats, "instance_norm": cfg.instance_norm}
-        c_in = 1 + cfg.ref_bands + cfg.bands + (2 if cfg.bandwise else 0)
+        c_in = 1 + cfg.ref_bands + cfg.bands + (2 if cfg.bandwise else 0) + (1 if cfg.scale_input else 0)
         self.enc1 = GatedConv2d(c_in, w, 5, **kw)
         self.enc2 = GatedConv2d(w, 2 * w, 3, stride=2, **kw)
         self.enc3 = GatedConv2d(2 * w, 2 * w, 3, **kw)
@@ -94,11 +99,21 @@ class Generator(nn.Module):
         self.dec18 = GatedConv2d(2 * w, w // 2, 3, **kw)
         self.out = nn.Conv2d(w // 2, cfg.bands, 3, padding=1)
 
-    def forward(self, hr: Tensor, ref: Tensor, gap: Tensor) -> Tensor:
-        """Predict every HR pixel of the windows; callers keep the known pixels (composite)."""
+    def forward(self, hr: Tensor, ref: Tensor, gap: Tensor, scale: Tensor | None = None) -> Tensor:
+        """Predict every HR pixel of the windows; callers keep the known pixels (composite).
+
+        `scale` (N or N x 1 x 1 x 1: each window's reference scale factor, >= 1) is read by scale-input generators
+        only, which need it.
+        """
         n, c, h, w = hr.shape
         ph, pw = -h % 4, -w % 4
         known = hr * (1.0 - gap)
+        extra: list[Tensor] = []
+        if self.cfg.scale_input:
+            if scale is None:
+                raise ValueError("a scale-input generator needs each window's reference scale factor")
+            level = torch.log10(scale.to(hr.dtype).reshape(n, 1, 1, 1).clamp_min(1.0)).expand(n, 1, h, w)
+            extra = [level.repeat_interleave(c, dim=0) if self.cfg.bandwise else level]
         if self.cfg.bandwise:
             if ref.shape[1] != c:
                 raise ValueError(f"a bandwise generator needs as many reference bands as HR bands, got {ref.shape}")
@@ -109,11 +124,12 @@ class Generator(nn.Module):
                     ref.reshape(n * c, 1, h, w),
                     known.reshape(n * c, 1, h, w),
                     ctx.repeat_interleave(c, dim=0),
+                    *extra,
                 ],
                 dim=1,
             )
         else:
-            x = torch.cat([gap, ref, known], dim=1)
+            x = torch.cat([gap, ref, known, *extra], dim=1)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         out = self._unet(x)[..., :h, :w].reshape(n, -1, h, w)
@@ -136,3 +152,15 @@ class Generator(nn.Module):
 
 def _up(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def with_scale_input(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Generator weights of a checkpoint without `scale_input`, widened for one: zero weights on the new channel.
+
+    The channel is the last input of the first layer, so the widened generator computes what the checkpoint did.
+    """
+    out = dict(state)
+    for name in ("enc1.feature.weight", "enc1.gate.weight"):
+        weight = state[name]
+        out[name] = torch.cat([weight, weight.new_zeros(weight.shape[0], 1, *weight.shape[2:])], dim=1)
+    return out

@@ -63,6 +63,9 @@ class TrainConfig:
         compile: train the generator through `torch.compile` (fuses the element-wise work of the gates, LARN and
             ELU; for GPUs, where a narrow network is bound by memory traffic, not arithmetic). Validation and the
             checkpoints use the plain module. A compile error stops the run.
+        scale_input: the generator also reads the reference's scale factor (see `GeneratorConfig`): the simulated
+            factor, or a real pair's pixel-size ratio. Starting from a checkpoint without it (`init`) keeps that
+            checkpoint's output at the first step.
     """
 
     hr: tuple[str, ...] = ()
@@ -109,6 +112,7 @@ class TrainConfig:
     val_hr: tuple[str, ...] = ()
     known_weight: float = 1.0
     compile: bool = False
+    scale_input: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -174,7 +174,8 @@ class RasterSamples:
 
         Returns:
             dict of float32 arrays in model range: "hr" (C, T, T), "ref" (C, T, T) matched to HR radiometry,
-            "gap" (1, T, T) 1 = missing; and "factor" (scalar) for simulated references.
+            "gap" (1, T, T) 1 = missing; and "factor" (scalar): the simulated reference's scale factor, or a real
+            pair's pixel-size ratio.
         """
         tag = f"{self.seed}:{split}:{0 if split == 'val' else epoch}:{index}"
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(tag.encode()).digest()[:8], "little"))
@@ -199,7 +200,7 @@ class RasterSamples:
         return {"hr": hr.astype(np.float32), "ref": ref.astype(np.float32), "gap": gapf, "factor": np.float32(factor)}
 
     def _pick(self, split: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float, np.ndarray] | None:
-        """A valid crop: (HR, reference, factor or NaN for a real pair, band ranges), or None to draw again."""
+        """A valid crop: (HR, reference, its scale factor, band ranges), or None to draw again."""
         weights = np.array([len(s.blocks[split]) for s in self.sources], dtype=np.float64)
         source = self.sources[int(rng.choice(len(self.sources), p=weights / weights.sum()))]
         r0, c0 = source.blocks[split][int(rng.integers(len(source.blocks[split])))]
@@ -220,7 +221,7 @@ class RasterSamples:
             ref = source.ref.read(r, c, self.crop, self.crop)[picked]
             if not np.isfinite(ref).all():
                 return None
-            return hr, ref, float("nan"), ranges
+            return hr, ref, source.ref.scale, ranges
         ref, factor = simulate_reference(hr, ranges, rng, self.degrade, self.resampling)
         return hr, ref, factor, ranges
 

@@ -29,13 +29,15 @@ from extendgan_geo.errors import CheckpointError, ConfigError
 from extendgan_geo.model import losses
 from extendgan_geo.model.checkpoint import module_state, read_checkpoint, save_checkpoint, state_tensors
 from extendgan_geo.model.discriminator import Discriminator
-from extendgan_geo.model.generator import Generator, GeneratorConfig
+from extendgan_geo.model.generator import Generator, GeneratorConfig, with_scale_input
 from extendgan_geo.training.config import TrainConfig, to_toml
 from extendgan_geo.training.data import RasterSamples, SourceSpec
 
 logger = logging.getLogger(__name__)
 # torch.compile backend of `compile = true` ("eager" skips code generation: the tests use it to check the plumbing).
 COMPILE_BACKEND = "inductor"
+# What a training batch holds: HR, matched reference, gap and the reference scale factor (for scale-input models).
+SAMPLE_KEYS = ("hr", "ref", "gap", "factor")
 
 LOG_FIELDS = [
     "epoch",
@@ -99,7 +101,7 @@ def _batch(
     data: RasterSamples, split: str, epoch: int, ids: list[int], device: torch.device
 ) -> dict[str, torch.Tensor]:
     samples = [data.sample(split, epoch, i) for i in ids]
-    return {k: torch.from_numpy(np.stack([s[k] for s in samples])).to(device) for k in ("hr", "ref", "gap")}
+    return {k: torch.from_numpy(np.stack([s[k] for s in samples])).to(device) for k in SAMPLE_KEYS}
 
 
 class Trainer:
@@ -121,6 +123,7 @@ class Trainer:
             instance_norm=cfg.instance_norm,
             residual=cfg.residual,
             bandwise=bool(cfg.bandwise),
+            scale_input=cfg.scale_input,
         )
         self.gcfg = gcfg
         self.g: nn.Module = Generator(gcfg).to(device)
@@ -160,7 +163,7 @@ class Trainer:
         hr, ref, gap = batch["hr"], batch["ref"], batch["gap"]
         adversarial = cfg.lambda_adv > 0
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.g_run(hr, ref, gap)
+            out = self.g_run(hr, ref, gap, batch["factor"])
             comp = out * gap + hr * (1.0 - gap)
             if cfg.bandwise:
                 hr, ref, gap, comp = _per_band(hr, ref, gap, comp)
@@ -203,7 +206,7 @@ class Trainer:
                 for start in range(0, n, self.cfg.batch_size)
             ]
         for b in self._val_batches:
-            out = self.g(b["hr"], b["ref"], b["gap"]).float()
+            out = self.g(b["hr"], b["ref"], b["gap"], b["factor"]).float()
             for name, pred in (("val", out), ("match", b["ref"])):
                 comp = pred * b["gap"] + b["hr"] * (1 - b["gap"])
                 for k, v in _gap_metrics(comp, b["hr"], b["gap"]).items():
@@ -263,13 +266,19 @@ class Trainer:
                 raise CheckpointError("init 'default': this installation bundles no model; expected a checkpoint path")
             path = found
         tensors, meta = read_checkpoint(path)
-        theirs = meta.get("generator")
-        if theirs != dataclasses.asdict(self.gcfg):
+        try:
+            theirs = GeneratorConfig.from_dict(meta.get("generator") or {})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"init {path!r}: unreadable generator settings ({exc})") from exc
+        state = module_state("generator", tensors)
+        if self.gcfg.scale_input and not theirs.scale_input:  # widened: the new input channel starts at zero
+            theirs, state = dataclasses.replace(theirs, scale_input=True), with_scale_input(state)
+        if theirs != self.gcfg:
             raise CheckpointError(
-                f"init {path!r}: its generator {theirs} differs from this run's {dataclasses.asdict(self.gcfg)}; "
-                "expected the same width, bandwise and residual settings as the checkpoint"
+                f"init {path!r}: its generator {dataclasses.asdict(theirs)} differs from this run's "
+                f"{dataclasses.asdict(self.gcfg)}; expected the same width, bandwise and residual settings"
             )
-        self.g.load_state_dict(module_state("generator", tensors))
+        self.g.load_state_dict(state)
 
     def load(self, path: str) -> None:
         """Restore models, optimisers, epoch and best score from a full checkpoint."""
@@ -423,7 +432,7 @@ class _RunSamples(torch.utils.data.Dataset[dict[str, np.ndarray]]):
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         s = self.data.sample("train", *self.key(i))
-        return {key: s[key] for key in ("hr", "ref", "gap")}
+        return {key: s[key] for key in SAMPLE_KEYS}
 
 
 def _reopen_in_worker(_: int) -> None:
