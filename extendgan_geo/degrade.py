@@ -131,11 +131,12 @@ def simulate_reference(
         kernel: upsampling back to the HR grid, "bilinear", "cubic" or "lanczos" (as the model will see it filling).
 
     Returns:
-        (C, H, W) float32 reference on the HR grid, and the factor used.
+        (C, H, W) float32 reference on the HR grid, and its grid's factor (HR px per reference cell).
     """
-    coarse, factor = simulate_coarse(hr, band_range, rng, cfg)
+    coarse, _ = simulate_coarse(hr, band_range, rng, cfg)
     h, w = hr.shape[1:]
-    return upsample(coarse, h / coarse.shape[1], (h, w), kernel).astype(np.float32), factor
+    grid = float(np.sqrt(h / coarse.shape[1] * w / coarse.shape[2]))  # whole cells: the drawn factor, rounded
+    return upsample(coarse, h / coarse.shape[1], (h, w), kernel).astype(np.float32), grid
 
 
 def _coarse_matrix(n: int, m: int, sigma: float, shift: float) -> np.ndarray:

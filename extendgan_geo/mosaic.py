@@ -755,6 +755,7 @@ def mosaic_sample(
     cols = sorted({int(v) for v in np.linspace(0, plan.width - w, grid)})
     sel = [b - 1 for b in bands]
     hrs, refs, gaps, origins = [], [], [], []
+    scale = 1.0  # the reference's pixel-size ratio (1 until a strip of it is read)
     with _SceneReader(plan) as reader:
         for r in rows:
             r_al = r - r % factor
@@ -765,6 +766,7 @@ def mosaic_sample(
                 )  # fmt: skip
             except GridMismatchError:  # the reference misses these rows
                 refgrid = None
+            scale = refgrid.scale if refgrid else scale
             try:
                 for c in cols:
                     data, gap = _window_gap(plan, reader, (r, r + h, c, c + w), cfg.mask_buffer)
@@ -778,7 +780,7 @@ def mosaic_sample(
             finally:
                 if refgrid:
                     refgrid.close()
-    return TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array(origins, dtype=np.int64))
+    return TileBatch(np.stack(hrs), np.stack(refs), np.stack(gaps), np.array(origins, dtype=np.int64), scale)
 
 
 def _overview(plan: MosaicPlan, path: str) -> tuple[float, float]:

@@ -35,6 +35,7 @@ def test_config_builds_the_bundled_network(path: Path) -> None:
     assert bool(cfg.bandwise) == generator["bandwise"]
     assert cfg.residual == generator["residual"]
     assert cfg.larn == generator["larn"]
+    assert cfg.scale_input == generator.get("scale_input", False)
     assert tuple(cfg.factor) == tuple(META["scale_range"])
     # Every stage trains and validates on files of the corpus, never a validation file in training.
     assert cfg.hr and cfg.val_hr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -10,6 +11,7 @@ import rasterio
 import torch
 
 from extendgan_geo.config import FillConfig
+from extendgan_geo.errors import CheckpointError
 from extendgan_geo.pipeline import fill_raster
 from extendgan_geo.training.config import build_config
 from extendgan_geo.training.data import RasterSamples, SourceSpec
@@ -362,6 +364,7 @@ def test_scale_input_run_starts_from_a_plain_checkpoint_and_fills_with_the_scale
     data.close()
 
     scaled = train(run).best
+    assert read_metadata(scaled)["scale_range"] == [2.0, 10.0]
     assert read_metadata(scaled)["generator"]["scale_input"] is True
     assert read_metadata(plain)["generator"]["scale_input"] is False
     filler = load_gan_filler(scaled, device="cpu", bands=3)
@@ -374,8 +377,13 @@ def test_scale_input_run_starts_from_a_plain_checkpoint_and_fills_with_the_scale
     ref = (hr * 0.5 + 20).astype(np.float32)
     origin = np.zeros((1, 2), np.int64)
     filler.prepare(TileBatch(hr, ref, gap, origin))
-    near, far = (filler(TileBatch(hr * ~gap, ref, gap, origin, s)) for s in (1.5, 9.0))
+    near, far, top, beyond = (filler(TileBatch(hr * ~gap, ref, gap, origin, s)) for s in (1.5, 9.0, 10.0, 30.0))
     assert np.isfinite(near).all() and not np.allclose(near, far)
+    np.testing.assert_array_equal(top, beyond)  # kept inside the trained 2-10x
+
+    last = os.path.join(os.path.dirname(scaled), "last.safetensors")
+    with pytest.raises(CheckpointError, match="scale-input"):  # resumed without the flag: a clear error
+        train(dataclasses.replace(run, scale_input=False, init=None, resume=last, epochs=2))
 
 
 def test_a_real_pairs_samples_carry_its_scale_factor(make_raster, make_reference):

@@ -152,8 +152,10 @@ class GanFiller:
         self.spread_method = "local"
         # Whether the model learned to fill windows without known pixels (see MIN_CONTEXT).
         self.blind_trained = "full" in (meta.get("config") or {}).get("mask_kinds", ())
-        # Whether the model also reads the reference's scale factor (TileBatch.scale).
+        # Whether the model also reads the reference's scale factor (TileBatch.scale), kept inside the range it was
+        # trained on (a fill beyond it is warned about by the pipeline).
         self.scale_input = bool(cfg.get("scale_input", False))
+        self.scale_range = tuple(meta.get("scale_range") or (1.0, float("inf")))
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide radiometric match of the reference and the scene's band ranges."""
@@ -206,7 +208,8 @@ class GanFiller:
             # (inference tensors and normal ones would each cost a compile).
             arrays = [hr, ref_m, gap]
             if self.scale_input:
-                arrays.append(np.full((len(sub), 1, 1, 1), sub.scale, np.float32))
+                level = min(max(sub.scale, self.scale_range[0]), self.scale_range[1])
+                arrays.append(np.full((len(sub), 1, 1, 1), level, np.float32))
             tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device) for a in arrays]
             for dims in flips:
                 outs = []

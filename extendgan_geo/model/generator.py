@@ -102,8 +102,8 @@ class Generator(nn.Module):
     def forward(self, hr: Tensor, ref: Tensor, gap: Tensor, scale: Tensor | None = None) -> Tensor:
         """Predict every HR pixel of the windows; callers keep the known pixels (composite).
 
-        `scale` (N or N x 1 x 1 x 1: each window's reference scale factor, >= 1) is read by scale-input generators
-        only, which need it.
+        `scale` (N or N x 1 x 1 x 1: the windows' reference scale factor, >= 1; a fill passes the scene's pixel-size
+        ratio) is read by scale-input generators only, which need it.
         """
         n, c, h, w = hr.shape
         ph, pw = -h % 4, -w % 4

@@ -285,6 +285,12 @@ class Trainer:
         tensors, meta = read_checkpoint(path)
         if "epoch" not in meta or not any(k.startswith("opt_g.") for k in tensors):
             raise CheckpointError(f"{path!r} is not a resumable checkpoint; expected last.safetensors of a run")
+        theirs = meta.get("generator")
+        if theirs is not None and GeneratorConfig.from_dict(theirs) != self.gcfg:
+            raise CheckpointError(
+                f"resume {path!r}: its generator {theirs} differs from this run's {dataclasses.asdict(self.gcfg)}; "
+                "expected the settings the run started with (e.g. --scale-input, --width)"
+            )
         for prefix, module in (("generator", self.g), ("discriminator", self.d)):
             module.load_state_dict(module_state(prefix, tensors))
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
