@@ -561,6 +561,7 @@ def plan_fill(
                 **ref_info,
                 "bands": list(inputs.ref.indexes),
                 "hr_footprint_covered": round(inputs.ref.overlap, 4),
+                "scale_factor": round(inputs.ref.scale, 2),  # its pixel size over the HR's (models: docs/model.md)
                 "resampling": cfg.resampling,
             },
             "masks": [s.description for s in inputs.sources],

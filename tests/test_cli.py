@@ -188,6 +188,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hr, ref, outdir):
         f"crs: {HR_CRS}",
         "crs: EPSG:4326",  # the reference's own CRS
         "hr_footprint_covered: 1.0",
+        "scale_factor: 7.",  # the conftest reference: 30 m (in EPSG:4326) over 4 m pixels
         f"fraction: {round(gap.sum() / gap.size, 6)}",
         "overlap: 8",
         "in_grid: 9",
