@@ -18,6 +18,8 @@ UncertaintyKind = Literal["local", "flips", "fit"]
 # Resampling kernels that make sense for bringing a coarse reference onto a fine grid. "nearest" is allowed
 # but never the default: it leaves the reference's 30 m blocks in the fill.
 ResamplingKind = Literal["bilinear", "cubic", "cubic_spline", "lanczos", "average", "nearest"]
+# The kernels training can simulate references with (extendgan_geo.degrade), each as GDAL warps them.
+SIMULATED_KERNELS = ("bilinear", "cubic", "lanczos")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import cast
 import numpy as np
 from scipy import ndimage
 
+from extendgan_geo.config import SIMULATED_KERNELS
+
 
 @dataclass(frozen=True)
 class DegradeConfig:
@@ -96,9 +98,6 @@ def upsample_lanczos(coarse: np.ndarray, factor: float, shape: tuple[int, int]) 
     return fine
 
 
-KERNELS = ("bilinear", "cubic", "lanczos")
-
-
 def upsample(coarse: np.ndarray, factor: float, shape: tuple[int, int], kernel: str = "bilinear") -> np.ndarray:
     """Upsample with the engine's `kernel` ("bilinear", "cubic" or "lanczos")."""
     if kernel == "lanczos":
@@ -107,7 +106,7 @@ def upsample(coarse: np.ndarray, factor: float, shape: tuple[int, int], kernel: 
         return upsample_cubic(coarse, factor, shape)
     if kernel == "bilinear":
         return upsample_bilinear(coarse, factor, shape)
-    raise ValueError(f"simulated references support {', '.join(KERNELS)} upsampling, got {kernel!r}")
+    raise ValueError(f"simulated references support {', '.join(SIMULATED_KERNELS)} upsampling, got {kernel!r}")
 
 
 def upsample_bilinear(coarse: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:

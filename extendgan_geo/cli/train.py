@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from extendgan_geo.cli.options import configure_logging, library_errors, parse_bands, progress_bar
+from extendgan_geo.config import SIMULATED_KERNELS
 
 
 def _parse_pair(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -84,7 +85,7 @@ def _parse_range(ctx: click.Context, param: click.Parameter, value: str | None) 
 )
 @click.option(
     "--resampling",
-    type=click.Choice(["bilinear", "cubic", "lanczos"]),
+    type=click.Choice(SIMULATED_KERNELS),
     help="How simulated references reach the HR grid (GDAL's kernels; fills default to lanczos).",
 )
 @click.option(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extendgan_geo import masks_synth
-from extendgan_geo.degrade import KERNELS
+from extendgan_geo.config import SIMULATED_KERNELS
 from extendgan_geo.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -126,8 +126,8 @@ class TrainConfig:
             raise ConfigError(
                 f"bandwise must be >= 0 and known_weight in [0, 1], got {self.bandwise} and {self.known_weight}"
             )
-        if self.resampling not in KERNELS:
-            raise ConfigError(f"resampling must be one of {', '.join(KERNELS)}, got {self.resampling!r}")
+        if self.resampling not in SIMULATED_KERNELS:
+            raise ConfigError(f"resampling must be one of {', '.join(SIMULATED_KERNELS)}, got {self.resampling!r}")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0 (0 = no limit), got {self.max_minutes}")
         if self.lambda_adv < 0 or self.lambda_triplet < 0 or self.lambda_rec <= 0:

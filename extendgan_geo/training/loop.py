@@ -266,10 +266,7 @@ class Trainer:
                 raise CheckpointError("init 'default': this installation bundles no model; expected a checkpoint path")
             path = found
         tensors, meta = read_checkpoint(path)
-        try:
-            theirs = GeneratorConfig.from_dict(meta.get("generator") or {})
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"init {path!r}: unreadable generator settings ({exc})") from exc
+        theirs = _generator_config(meta, f"init {path!r}") or GeneratorConfig()
         state = module_state("generator", tensors)
         if self.gcfg.scale_input and not theirs.scale_input:  # widened: the new input channel starts at zero
             theirs, state = dataclasses.replace(theirs, scale_input=True), with_scale_input(state)
@@ -285,11 +282,11 @@ class Trainer:
         tensors, meta = read_checkpoint(path)
         if "epoch" not in meta or not any(k.startswith("opt_g.") for k in tensors):
             raise CheckpointError(f"{path!r} is not a resumable checkpoint; expected last.safetensors of a run")
-        theirs = meta.get("generator")
-        if theirs is not None and GeneratorConfig.from_dict(theirs) != self.gcfg:
+        theirs = _generator_config(meta, f"resume {path!r}")
+        if theirs is not None and theirs != self.gcfg:
             raise CheckpointError(
-                f"resume {path!r}: its generator {theirs} differs from this run's {dataclasses.asdict(self.gcfg)}; "
-                "expected the settings the run started with (e.g. --scale-input, --width)"
+                f"resume {path!r}: its generator {dataclasses.asdict(theirs)} differs from this run's "
+                f"{dataclasses.asdict(self.gcfg)}; expected the settings the run started with (e.g. --scale-input)"
             )
         for prefix, module in (("generator", self.g), ("discriminator", self.d)):
             module.load_state_dict(module_state(prefix, tensors))
@@ -304,6 +301,22 @@ class Trainer:
             opt.load_state_dict(state)
         self.epoch = int(meta["epoch"])
         self.best_mae = meta.get("best_mae") or math.inf
+
+
+def _generator_config(meta: dict[str, Any], what: str) -> GeneratorConfig | None:
+    """The generator settings a checkpoint records (None when it records none).
+
+    Raises:
+        CheckpointError: they cannot be read (`what` names the checkpoint and why it was opened).
+    """
+    if meta.get("generator") is None:
+        return None
+    try:
+        return GeneratorConfig.from_dict(meta["generator"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{what}: unreadable generator settings ({exc}); expected a checkpoint of egan-fill train"
+        ) from exc
 
 
 def _per_band(hr: torch.Tensor, ref: torch.Tensor, gap: torch.Tensor, comp: torch.Tensor) -> tuple[torch.Tensor, ...]:
