@@ -63,6 +63,7 @@ class EvalConfig:
         device: torch device of learned methods.
         resampling: kernel that warps the reference onto the HR grid, for every method and for SSIM-D.
         heal: edge healing for match (`FillConfig.heal`).
+        coarse_to_fine: two-pass gan fills for references 9x or more coarser (`FillConfig.coarse_to_fine`).
     """
 
     layouts: tuple[str, ...] = ("right-half", "quarter", "seam", "cloud")
@@ -81,6 +82,7 @@ class EvalConfig:
     device: str = "auto"
     resampling: ResamplingKind = "lanczos"
     heal: bool = True
+    coarse_to_fine: bool = True
 
     def __post_init__(self) -> None:
         if self.resampling not in get_args(ResamplingKind):
@@ -338,6 +340,7 @@ def _run_case(
         device=cfg.device,  # type: ignore[arg-type]
         resampling=cfg.resampling,
         heal=cfg.heal,
+        coarse_to_fine=cfg.coarse_to_fine,
     )
     out_cfg = OutputConfig(cog=False, overwrite=True)
     models = dict(zip(methods[len(cfg.methods) :], cfg.models, strict=True))

@@ -152,7 +152,14 @@ def make_filler(cfg: FillConfig, bands: int) -> Filler:
         return FillnodataFiller(bands)
     from extendgan_geo.fillers.gan import load_gan_filler
 
-    return load_gan_filler(cfg.model, device=cfg.device, bands=bands, precision=cfg.precision, compile=cfg.compile)
+    return load_gan_filler(
+        cfg.model,
+        device=cfg.device,
+        bands=bands,
+        precision=cfg.precision,
+        compile=cfg.compile,
+        coarse_to_fine=cfg.coarse_to_fine,
+    )
 
 
 def _check_filler(filler: Filler, cfg: FillConfig, bands: int, ref_bands: int) -> None:
@@ -291,6 +298,7 @@ def _provenance(inputs: _Inputs, cfg: FillConfig) -> dict[str, str]:
         "EGAN_BANDS": ",".join(map(str, inputs.hr.indexes)),
         "EGAN_RESAMPLING": cfg.resampling,
         "EGAN_HEAL": "yes" if heals(inputs.filler, cfg.heal) else "no",
+        "EGAN_MODEL_PASSES": ",".join(f"{s:.2f}x" for s in _passes(inputs, cfg)) or "none",
         "EGAN_REFERENCE_SHIFT_PX": f"{inputs.ref.shift[0]:.4f},{inputs.ref.shift[1]:.4f}",
         "EGAN_TILE": str(tiles.size),
         "EGAN_OVERLAP": str(tiles.overlap),
@@ -299,6 +307,12 @@ def _provenance(inputs: _Inputs, cfg: FillConfig) -> dict[str, str]:
         "EGAN_MASKS": ";".join(s.description for s in inputs.sources) or "none",
         "EGAN_RASTERIO_GDAL": f"rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}",
     }
+
+
+def _passes(inputs: _Inputs, cfg: FillConfig) -> list[float]:
+    """The reference's scale factor in each pass of a learned filler over a window (several: coarse to fine)."""
+    passes = getattr(inputs.filler, "passes", None)
+    return list(passes(inputs.ref.scale, cfg.tiles.size)) if passes else []
 
 
 def fill_raster(
@@ -573,6 +587,8 @@ def plan_fill(
                 "to_compute": windows,
             },
             "method": inputs.filler.name,
+            # The reference's scale factor in each model pass over a window: more than one is coarse to fine.
+            "model_passes": [round(s, 2) for s in _passes(inputs, cfg)],
             "output": {
                 "path": output,
                 "format": "COG" if out_cfg.cog else "GTiff",

@@ -79,6 +79,7 @@ _OPTION_NAMES = (
     "resampling",
     "coregister",
     "heal",
+    "coarse_to_fine",
     "method",
     "model",
     "tile",

@@ -67,7 +67,7 @@ def _csv(kind: type) -> Any:
 @click.option("--tile", type=click.IntRange(min=16), default=TileConfig.size, show_default=True)
 @click.option("--overlap", type=click.IntRange(min=0), default=None, help="Window overlap, px [tile/4].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@fill_options("resampling", "heal")
+@fill_options("resampling", "heal", "coarse_to_fine")
 @click.option("-o", "--out", "out_dir", required=True, help="Folder for metrics.csv/.json/.md and PNG figures.")
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)
@@ -105,6 +105,7 @@ def evaluate(truth: str, out_dir: str, verbose: int, quiet: int, **opts: Any) ->
             device=opts["device"],
             resampling=opts["resampling"],
             heal=opts["heal"],
+            coarse_to_fine=opts["coarse_to_fine"],
         )
 
         def say(name: str) -> None:

@@ -97,6 +97,7 @@ def _fill_config(opts: dict[str, Any]) -> FillConfig:
         resampling=opts["resampling"],
         coregister=opts["coregister"],
         heal=opts["heal"],
+        coarse_to_fine=opts["coarse_to_fine"],
         method=opts["method"],
         model=opts["model"],
         device=opts["device"],

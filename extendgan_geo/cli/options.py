@@ -148,6 +148,17 @@ _FILL_OPTIONS: dict[str, _Option] = {
             "help": "Carry the known pixels' residual along the gap edge into the fill (method match).",
         },
     ),
+    "coarse_to_fine": _Option(
+        ("--coarse-to-fine/--no-coarse-to-fine",),
+        {
+            "default": FillConfig.coarse_to_fine,
+            "show_default": True,
+            "help": (
+                "Method gan, reference 9x or more coarser than the HR: fill a coarser grid first and use that fill "
+                "as the reference at full resolution."
+            ),
+        },
+    ),
     "method": _Option(
         ("--method",),
         {
