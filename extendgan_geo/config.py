@@ -106,9 +106,10 @@ class FillConfig:
         coregister: estimate and remove a global sub-pixel shift of the reference.
         heal: for method match, carry the residual of the known pixels along the gap edge a few pixels into the
             gap (`extendgan_geo.heal`), so the fill meets its surroundings without a step (gan shapes its own edge).
-        coarse_to_fine: for method gan, fill windows whose reference is 9 or more times coarser than the HR in two
-            passes: first on a grid where it is at most 6x coarser, then at full resolution with that fill as the
-            reference (`extendgan_geo.fillers.gan.CASCADE_FROM`; docs/model.md).
+        coarse_to_fine: for method gan, fill windows whose reference is nearly as coarse as the top of the model's
+            trained range or coarser (9x for the bundled 1-10x model) in two passes: first on a grid where it is at
+            most 6x coarser, then at full resolution with that fill as the reference
+            (`extendgan_geo.fillers.gan.CASCADE_FROM`; docs/model.md).
         method: "auto" (the bundled or `model` generator when it fits the bands, else "match"), "match"
             (per-window radiometric matching), "gan" (the Extend-GAN generator), or the floor
             baselines "reference" (the warped reference as it is) and "fillnodata" (GDAL inverse-distance fill,

@@ -63,7 +63,7 @@ class EvalConfig:
         device: torch device of learned methods.
         resampling: kernel that warps the reference onto the HR grid, for every method and for SSIM-D.
         heal: edge healing for match (`FillConfig.heal`).
-        coarse_to_fine: two-pass gan fills for references 9x or more coarser (`FillConfig.coarse_to_fine`).
+        coarse_to_fine: two-pass gan fills for references beyond the model's range (`FillConfig.coarse_to_fine`).
     """
 
     layouts: tuple[str, ...] = ("right-half", "quarter", "seam", "cloud")

@@ -50,6 +50,20 @@ def test_passes_follow_the_scale_factor(scale, size, passes):
     assert filler.passes(scale, size) == [scale]
 
 
+def test_coarse_to_fine_follows_the_models_trained_range():
+    bundled = gan.load_gan_filler(None, device="cpu", bands=3)
+
+    def passes(top: float | None, scale: float) -> list[float]:
+        meta = {**bundled.meta, "scale_range": [1.0, top] if top else None}
+        return gan.GanFiller(bundled.generator, meta, model_hash="", device="cpu", bands=3).passes(scale, 256)
+
+    # A model trained to 30x: one pass at 20x; from 27x on, a coarse pass where the reference is min(18, 15)x
+    # coarser than the cells (128 across the window), then 2x.
+    assert passes(30.0, 20.0) == [20.0]
+    assert passes(30.0, 30.0) == pytest.approx([15.0, 2.0])
+    assert passes(None, 100.0) == [100.0]  # a checkpoint without a recorded range: one pass
+
+
 def test_a_30x_reference_is_first_used_on_a_coarser_grid():
     batch, truth = _windows()
     filler = gan.load_gan_filler(None, device="cpu", bands=3)

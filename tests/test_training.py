@@ -377,6 +377,7 @@ def test_scale_input_run_starts_from_a_plain_checkpoint_and_fills_with_the_scale
     ref = (hr * 0.5 + 20).astype(np.float32)
     origin = np.zeros((1, 2), np.int64)
     filler.prepare(TileBatch(hr, ref, gap, origin))
+    filler.coarse_to_fine = False  # one pass at each factor (coarse to fine: tests/test_coarse_to_fine.py)
     near, far, top, beyond = (filler(TileBatch(hr * ~gap, ref, gap, origin, s)) for s in (1.5, 9.0, 10.0, 30.0))
     assert np.isfinite(near).all() and not np.allclose(near, far)
     np.testing.assert_array_equal(top, beyond)  # kept inside the trained 2-10x

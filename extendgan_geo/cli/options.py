@@ -154,8 +154,8 @@ _FILL_OPTIONS: dict[str, _Option] = {
             "default": FillConfig.coarse_to_fine,
             "show_default": True,
             "help": (
-                "Method gan, reference 9x or more coarser than the HR: fill a coarser grid first and use that fill "
-                "as the reference at full resolution."
+                "Method gan, reference about as coarse as the top of the model's range or coarser (9x for the "
+                "bundled model): fill a coarser grid first and use that fill as the reference at full resolution."
             ),
         },
     ),

@@ -37,14 +37,14 @@ MIN_CONTEXT = 0.01
 # batch job or mosaic strip) neither retry it nor warn again.
 _COMPILE_LOCK = threading.Lock()
 _compile_failed: str | None = None
-# Coarse to fine: a reference at least CASCADE_FROM times coarser than the HR is first used to fill the windows on a
-# grid coarser by scale / s1, where it is s1 = min(CASCADE_STAGE, scale / 2) times coarser (the range where the model
-# gains most); that fill, upsampled bilinearly, is the reference of the full-resolution pass (again coarse to fine
-# while it stays that coarse). Chosen on the corpus' training rasters (never the validation files, docs/model.md):
-# with the shipped model it turns -0.24 dB against `match` at 30x into +0.17, +0.61 at 10x into +0.74, and changes
-# nothing at 8x.
-CASCADE_FROM = 9.0
-CASCADE_STAGE = 6.0
+# Coarse to fine: a reference at least CASCADE_FROM times the top of the model's trained scale range coarser than the
+# HR (9x for the bundled 1-10x model) first fills the windows on a coarser grid, where it is s1 = min(CASCADE_STAGE x
+# top, scale / 2) times coarser than a cell (the range where the model gains most); that fill, upsampled
+# bilinearly, is the reference of the full-resolution pass (again coarse to fine while it stays that coarse).
+# Chosen on the corpus' training rasters (never the validation files, docs/model.md): with the bundled model it
+# turns -0.24 dB against `match` at 30x into +0.17, +0.61 at 10x into +0.74, and changes little at 8x.
+CASCADE_FROM = 0.9
+CASCADE_STAGE = 0.6
 
 
 def bundled_model() -> str | None:
@@ -98,7 +98,8 @@ class GanFiller:
         precision: "fp32" or "bf16" (autocast).
         bands: the run's band count (bandwise models).
         compile: run the generator through `torch.compile`; plain torch, with a warning, if compiling fails.
-        coarse_to_fine: fill windows whose reference is CASCADE_FROM or more times coarser in two passes.
+        coarse_to_fine: fill windows with a reference about as coarse as the model's trained top factor or
+            coarser in two passes (see CASCADE_FROM).
     """
 
     name = "gan"
@@ -166,7 +167,12 @@ class GanFiller:
         # Whether the model also reads the reference's scale factor (TileBatch.scale), kept inside the range it was
         # trained on (a fill beyond it is warned about by the pipeline).
         self.scale_input = bool(cfg.get("scale_input", False))
-        self.scale_range = tuple(meta.get("scale_range") or (1.0, float("inf")))
+        low, high = meta.get("scale_range") or (1.0, float("inf"))
+        self.scale_range = (float(low), float(high))
+        # Coarse to fine from this scale factor on, with a coarse pass at most `cascade_stage` (never without a
+        # recorded range).
+        self.cascade_from = CASCADE_FROM * self.scale_range[1]
+        self.cascade_stage = CASCADE_STAGE * self.scale_range[1]
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide radiometric match of the reference and the scene's band ranges."""
@@ -242,20 +248,20 @@ class GanFiller:
         return np.stack(variants)
 
     def _refined(self, sub: TileBatch) -> TileBatch:
-        """The windows, with a reference CASCADE_FROM or more times coarser refined coarse to fine (see CASCADE_FROM).
+        """The windows, with a reference `cascade_from` or more times coarser refined coarse to fine (CASCADE_FROM).
 
         A reference that coarse is replaced by the model's fill of the same windows on a grid where it is about
-        CASCADE_STAGE times coarser: the known HR pixels averaged into the coarse cells (a cell at least half
+        `cascade_stage` times coarser: the known HR pixels averaged into the coarse cells (a cell at least half
         unknown is a gap), the matched reference averaged likewise. The fill, known cells included, is upsampled
         bilinearly and matched to the known HR pixels like any reference.
         """
-        if not self.coarse_to_fine or sub.scale < CASCADE_FROM:
+        if not self.coarse_to_fine or sub.scale < self.cascade_from:
             return sub
         import torch
         import torch.nn.functional as F
 
         h, w = sub.hr.shape[-2:]
-        size = (_coarse_cells(h, sub.scale), _coarse_cells(w, sub.scale))
+        size = (self._coarse_cells(h, sub.scale), self._coarse_cells(w, sub.scale))
 
         def down(a: np.ndarray) -> np.ndarray:
             return F.interpolate(torch.from_numpy(a.astype(np.float64)), size=size, mode="area").numpy()
@@ -287,11 +293,18 @@ class GanFiller:
     def passes(self, scale: float, size: int) -> list[float]:
         """The reference's scale factor in each model pass over a `size` px window, coarsest first."""
         out = []
-        while self.coarse_to_fine and scale >= CASCADE_FROM:
-            cells = _coarse_cells(size, scale)
+        while self.coarse_to_fine and scale >= self.cascade_from:
+            cells = self._coarse_cells(size, scale)
             out.append(scale * cells / size)
             scale = size / cells
         return [*out, scale]
+
+    def _coarse_cells(self, size: int, scale: float) -> int:
+        """Cells of a coarse pass across `size` HR pixels (at least 8).
+
+        The reference is then min(`cascade_stage`, scale / 2) times coarser than a cell.
+        """
+        return max(8, round(size * min(self.cascade_stage, scale / 2) / scale))
 
     def _with_spread(self, pred: np.ndarray, spread: np.ndarray, ref_ok: np.ndarray) -> np.ndarray:
         """`pred`, plus the flip spread as one more channel when asked for."""
@@ -330,14 +343,6 @@ class GanFiller:
         return self.generator(*args)
 
 
-def _coarse_cells(size: int, scale: float) -> int:
-    """Cells of a coarse pass across `size` HR pixels (at least 8).
-
-    The reference is then min(CASCADE_STAGE, scale / 2) times coarser than a cell.
-    """
-    return max(8, round(size * min(CASCADE_STAGE, scale / 2) / scale))
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else "no message"
@@ -369,7 +374,7 @@ def load_gan_filler(
         bands: HR band count the run fills.
         precision: "fp32" or "bf16".
         compile: run the generator through `torch.compile`.
-        coarse_to_fine: fill windows with a much coarser reference in two passes (see CASCADE_FROM).
+        coarse_to_fine: fill windows with a reference beyond the model's range in two passes (CASCADE_FROM).
 
     Raises:
         CheckpointError: no checkpoint, or an unreadable one.
