@@ -137,3 +137,28 @@ def test_compile_option_reaches_the_filler(make_raster, make_reference, tmp_path
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
         assert made[-1] is expected
+
+
+def test_coarse_passes_skip_the_compiled_generator(monkeypatch):
+    """Coarse-to-fine passes run small windows in batches of varying size: plain torch, no compile per shape."""
+    from extendgan_geo.fillers.base import TileBatch
+
+    filler = _filler(monkeypatch)
+    seen, plain_calls = [], []
+    plain = filler.generator
+
+    def compiled(*args):
+        seen.append(tuple(args[0].shape[-2:]))
+        return plain(*args)
+
+    filler.compiled = compiled
+    filler.generator = lambda *a: plain_calls.append(tuple(a[0].shape[-2:])) or plain(*a)
+    rng = np.random.default_rng(0)
+    hr = rng.uniform(100, 900, (2, 2, 128, 128)).astype(np.float32)
+    gap = np.zeros((2, 1, 128, 128), bool)
+    gap[..., 64:] = True
+    batch = TileBatch(np.where(gap, 0, hr).astype(np.float32), hr * 0.5 + 20, gap, np.zeros((2, 2), np.int64), 30.0)
+    filler.prepare(batch)
+    assert np.isfinite(filler(batch)).all()
+    assert seen == [(128, 128), (128, 128)]  # the full-resolution windows only
+    assert plain_calls == [(26, 26)]  # both coarse windows in one plain call

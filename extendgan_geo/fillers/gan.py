@@ -45,6 +45,8 @@ _compile_failed: str | None = None
 # turns -0.24 dB against `match` at 30x into +0.17, +0.61 at 10x into +0.74, and changes little at 8x.
 CASCADE_FROM = 0.9
 CASCADE_STAGE = 0.6
+# Windows of at most this many pixels run as one batch on CPUs too.
+SMALL_WINDOW = 96 * 96
 
 
 def bundled_model() -> str | None:
@@ -222,8 +224,11 @@ class GanFiller:
         gap = sub.gap.astype(np.float32)
         bf16 = self.precision == "bf16"
         # On CPUs one window per call is faster than a batch (0.58 vs 1.0 s per window for the paper network,
-        # docs/benchmarks.md); GPUs take the whole batch.
-        step = 1 if self.device == "cpu" else len(sub)
+        # docs/benchmarks.md); GPUs take the whole batch, and so do CPUs for small windows (coarse passes), whose
+        # cost is mostly the per-call overhead. Small windows skip a compiled generator: their batches vary in
+        # size, and each new shape would cost a compile.
+        small = sub.hr.shape[-2] * sub.hr.shape[-1] <= SMALL_WINDOW
+        step = 1 if self.device == "cpu" and not small else len(sub)
         variants = []
         with (
             torch.inference_mode(),
@@ -242,7 +247,7 @@ class GanFiller:
                     args = [t[i : i + step] for t in tensors]
                     if dims:
                         args = [a.flip(dims) for a in args]
-                    y = self._forward(*args).float()
+                    y = (self.generator(*args) if small else self._forward(*args)).float()
                     outs.append((y.flip(dims) if dims else y).cpu())
                 variants.append(from_model(torch.cat(outs).numpy()))
         return np.stack(variants)
@@ -264,9 +269,9 @@ class GanFiller:
         size = (self._coarse_cells(h, sub.scale), self._coarse_cells(w, sub.scale))
 
         def down(a: np.ndarray) -> np.ndarray:
-            return F.interpolate(torch.from_numpy(a.astype(np.float64)), size=size, mode="area").numpy()
+            return F.interpolate(torch.from_numpy(a.astype(np.float32)), size=size, mode="area").numpy()
 
-        known = (~sub.gap).astype(np.float64)
+        known = (~sub.gap).astype(np.float32)
         share = down(known)
         hr = down(sub.hr * known) / np.maximum(share, 1e-12)
         gap = share < 0.5
@@ -283,7 +288,7 @@ class GanFiller:
             sub.scale * size[0] / h,
         )
         filled = np.where(gap, self._predict(coarse, [()])[0], coarse.hr)
-        up = F.interpolate(torch.from_numpy(filled.astype(np.float64)), size=(h, w), mode="bilinear").numpy()
+        up = F.interpolate(torch.from_numpy(filled.astype(np.float32)), size=(h, w), mode="bilinear").numpy()
         for i in range(len(sub)):
             gain, bias, _ = fit_gain_bias(sub.hr[i], up[i], ~sub.gap[i, 0])
             up[i] = gain[:, None, None] * up[i] + bias[:, None, None]
