@@ -6,6 +6,8 @@ Fills examples/hr.tif with the bundled model (gan, with --uncertainty) and with 
   docs/images/example_default.jpg   input with its gaps outlined | the model's fill (README)
   docs/images/coarse_steps.png      match | model in the 8x scene-edge wedge, 2x zoom (model card)
   docs/images/uncertainty.jpg       the fill | its local uncertainty (usage)
+  docs/images/coarse_to_fine.png    the 8x wedge again with the reference averaged 4 x 4 (32x): match | model in
+                                    one pass | model coarse to fine, 2x zoom (model card)
   docs/images/eval_panel.png        copied from a bench_quality run (--quality), NEON crop 0, cloud gap, 3x
 Needs the `egan-fill` command of this checkout on PATH (pip install -e .).
 """
@@ -34,9 +36,9 @@ EXAMPLE = os.path.join(ROOT, "examples")
 BANDS = [3, 2, 1]  # the example's B2, B3, B4 as R, G, B
 
 
-def fill(out: str, *extra: str) -> None:
+def fill(out: str, *extra: str, ref: str = f"{EXAMPLE}/ref.tif") -> None:
     """Run egan-fill on the bundled example."""
-    args = ["egan-fill", f"{EXAMPLE}/hr.tif", "--ref", f"{EXAMPLE}/ref.tif", "--ref-bidx", "3,2,1"]
+    args = ["egan-fill", f"{EXAMPLE}/hr.tif", "--ref", ref, "--ref-bidx", "3,2,1"]
     args += ["--mask", f"{EXAMPLE}/gaps.gpkg", "-o", out, "--overwrite", "-q", *extra]
     subprocess.run(args, check=True)
 
@@ -102,12 +104,51 @@ def main() -> None:
     )
     canvas.save(os.path.join(IMAGES, "uncertainty.jpg"), quality=85)
 
+    coarse_to_fine(args.work, lo, hi)
+
     panel = os.path.join(args.quality, "neon_yell_2019_541000_4977000_crop_rgb_0p1m_nocrs", "c0-cloud-x3.png")
     if os.path.exists(panel):
         shutil.copy(panel, os.path.join(IMAGES, "eval_panel.png"))
     else:
         print(f"{panel} not found: run benchmarks/bench_quality.py first to refresh eval_panel.png", file=sys.stderr)
     print(f"wrote the pictures in {os.path.relpath(IMAGES)}")
+
+
+def coarse_to_fine(work: str, lo: np.ndarray, hi: np.ndarray) -> None:
+    """The wedge with a 32x reference (the example's, averaged 4 x 4): match, one pass, coarse to fine."""
+    from affine import Affine
+    from rasterio.enums import Resampling
+
+    ref32 = os.path.join(work, "ref32.tif")
+    with rasterio.open(f"{EXAMPLE}/ref.tif") as src:
+        shape = (src.count, src.height // 4, src.width // 4)
+        scale = Affine.scale(src.width / shape[2], src.height / shape[1])
+        profile = src.profile | {"height": shape[1], "width": shape[2], "transform": src.transform * scale}
+        data = src.read(out_shape=shape, resampling=Resampling.average)
+    with rasterio.open(ref32, "w", **profile) as dst:
+        dst.write(data)
+    runs = {"match": ["--method", "match"], "one": ["--no-coarse-to-fine"], "c2f": []}
+    for name, extra in runs.items():
+        fill(os.path.join(work, f"ref32_{name}.tif"), *extra, ref=ref32)
+    crop = (slice(0, 200), slice(400, 640))
+    with rasterio.open(f"{EXAMPLE}/hr.tif") as first:
+        zoom = [
+            np.asarray(
+                Image.fromarray(
+                    stretch(read_rgb(os.path.join(work, f"ref32_{n}.tif"), BANDS, first), lo, hi)[crop]
+                ).resize((480, 400), Image.Resampling.NEAREST)
+            )
+            for n in runs
+        ]
+    side_by_side(
+        zoom,
+        [
+            "match (32x reference: 960 m)",
+            "model, one pass (--no-coarse-to-fine)",
+            "model, coarse to fine (default)",
+        ],
+        os.path.join(IMAGES, "coarse_to_fine.png"),
+    )
 
 
 if __name__ == "__main__":
