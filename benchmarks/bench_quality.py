@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--resampling", default=EvalConfig.resampling, help="reference warp kernel of every method")
     ap.add_argument("--no-heal", action="store_true", help="fill without edge healing")
+    ap.add_argument("--no-coarse-to-fine", action="store_true", help="gan in one pass at every scale factor")
     ap.add_argument("--files", default="", help="comma-separated subset of the validation file names")
     args = ap.parse_args()
     extra = tuple(m for m in args.models.split(",") if m)
@@ -63,6 +64,7 @@ def main() -> None:
             device="cpu",
             resampling=args.resampling,
             heal=not args.no_heal,
+            coarse_to_fine=not args.no_coarse_to_fine,
         )
         out = os.path.join(args.out, os.path.splitext(name)[0])
         result = evaluate(path, out, cfg=cfg, progress=lambda n, f=name: print(f"{f}: {n}", flush=True))

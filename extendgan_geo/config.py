@@ -107,8 +107,8 @@ class FillConfig:
         heal: for method match, carry the residual of the known pixels along the gap edge a few pixels into the
             gap (`extendgan_geo.heal`), so the fill meets its surroundings without a step (gan shapes its own edge).
         coarse_to_fine: for method gan, fill windows whose reference is nearly as coarse as the top of the model's
-            trained range or coarser (9x for the bundled 1-10x model) in two passes: first on a grid where it is at
-            most 6x coarser, then at full resolution with that fill as the reference
+            trained range or coarser (9x for the bundled 1-10x model) in two or three passes: first on a grid where
+            it is about 6x coarser than a cell, then at full resolution with that fill as the reference
             (`extendgan_geo.fillers.gan.CASCADE_FROM`; docs/model.md).
         method: "auto" (the bundled or `model` generator when it fits the bands, else "match"), "match"
             (per-window radiometric matching), "gan" (the Extend-GAN generator), or the floor

@@ -238,12 +238,12 @@ def _open_inputs(
             stack.callback(source.close)
         filler = filler or make_filler(cfg, len(hr.indexes))
         _check_filler(filler, cfg, len(hr.indexes), len(ref_indexes))
-        _warn_model_mismatch(getattr(filler, "meta", {}), cfg.resampling, ref.scale, cfg.coarse_to_fine)
+        _warn_model_mismatch(getattr(filler, "meta", {}), cfg.resampling, ref.scale, _passes_of(filler, ref.scale, cfg))
         stack.pop_all()
     return _Inputs(hr, ref, sources, filler, os.path.basename(ref_path))
 
 
-def _warn_model_mismatch(meta: dict[str, Any], resampling: str, scale: float, coarse_to_fine: bool = True) -> None:
+def _warn_model_mismatch(meta: dict[str, Any], resampling: str, scale: float, passes: int = 1) -> None:
     """Log when a model meets references unlike its training ones: another kernel, or coarser than its range."""
     trained = meta.get("resampling")
     if trained and resampling not in (trained, *INTERPOLATING.get(trained, ())):
@@ -257,14 +257,14 @@ def _warn_model_mismatch(meta: dict[str, Any], resampling: str, scale: float, co
     top = float((meta.get("scale_range") or [0, math.inf])[1])
     if scale > SCALE_SLACK * top:
         gains = (
-            "it fills coarse to fine, and gains less over --method match (bundled model: +0.4 dB at 15-20x, "
-            "+0.2 dB at 30x with 4 cases in 20 below it"
-            if coarse_to_fine
-            else "without --coarse-to-fine it gains little over --method match (bundled model: +0.1 dB at 15-20x, "
-            "-0.2 dB at 30x"
+            f"it fills coarse to fine ({passes} passes) and gains less over --method match (bundled model: +0.4 dB "
+            "at 15-20x, +0.2 dB at 30x with 4 cases in 20 below it; docs/model.md)"
+            if passes > 1
+            else "in one pass it gains little over --method match (bundled model: +0.1 dB at 15-20x, -0.2 dB at "
+            "30x; --coarse-to-fine does better, docs/model.md)"
         )
         logger.warning(
-            "the reference is %.1fx coarser than the HR, beyond the %gx the model was trained on; %s; docs/model.md)",
+            "the reference is %.1fx coarser than the HR, beyond the %gx the model was trained on; %s",
             scale,
             top,
             gains,
@@ -320,6 +320,12 @@ def _passes(inputs: _Inputs, cfg: FillConfig) -> list[float]:
     """The reference's scale factor in each pass of a learned filler over a window (several: coarse to fine)."""
     passes = getattr(inputs.filler, "passes", None)
     return list(passes(inputs.ref.scale, cfg.tiles.size)) if passes else []
+
+
+def _passes_of(filler: Filler, scale: float, cfg: FillConfig) -> int:
+    """How many passes `filler` makes over a window at reference scale `scale` (1 unless coarse to fine)."""
+    passes = getattr(filler, "passes", None)
+    return len(passes(scale, cfg.tiles.size)) if passes else 1
 
 
 def fill_raster(

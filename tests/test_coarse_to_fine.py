@@ -13,7 +13,7 @@ from extendgan_geo.fillers.base import TileBatch
 from extendgan_geo.pipeline import fill_raster, plan_fill
 
 
-def _windows(size: int = 128, scale: float = 30.0, seed: int = 0) -> TileBatch:
+def _windows(size: int = 128, scale: float = 30.0, seed: int = 0) -> tuple[TileBatch, np.ndarray]:
     """Two windows of a smooth texture, right half missing, with a reference that is one value per band."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -63,6 +63,30 @@ def test_coarse_to_fine_follows_the_models_trained_range():
     assert passes(30.0, 20.0) == [20.0]
     assert passes(30.0, 30.0) == pytest.approx([15.0, 2.0])
     assert passes(None, 100.0) == [100.0]  # a checkpoint without a recorded range: one pass
+    # Trained only near the HR (a coarse pass would be under 2x and the passes would never get finer): one pass.
+    for top in (1.0, 2.0, 3.0):
+        assert passes(top, 30.0) == [30.0], top
+    # A small window cannot hold 8 cells at 6x: the coarse pass is coarser, and at most three passes run.
+    assert len(passes(10.0, 1e4)) == 3
+
+
+def test_coarse_to_fine_ends_for_every_model_range():
+    """Whatever the trained range and the reference, the passes end, get finer, and number at most three."""
+    bundled = gan.load_gan_filler(None, device="cpu", bands=3)
+    for top in (1.0, 1.5, 2.0, 3.0, 3.4, 5.0, 10.0, 30.0):
+        filler = gan.GanFiller(
+            bundled.generator, {**bundled.meta, "scale_range": [1.0, top]}, model_hash="", device="cpu", bands=3
+        )
+        for size in (16, 32, 64, 256, 1024):
+            for scale in (1.0, 2.0, 4.0, 9.0, 30.0, 100.0, 1000.0):
+                passes = filler.passes(scale, size)
+                assert 1 <= len(passes) <= gan.MAX_PASSES, (top, size, scale, passes)
+                assert len(passes) == 1 or passes[-1] < scale, (top, size, scale, passes)
+    batch, _ = _windows(size=32, scale=4.0)
+    meta = {**bundled.meta, "scale_range": [1.0, 2.0]}
+    low = gan.GanFiller(bundled.generator, meta, model_hash="", device="cpu", bands=3)
+    low.prepare(batch)
+    assert np.isfinite(low(batch)).all()  # one pass: no endless refinement
 
 
 def test_a_30x_reference_is_first_used_on_a_coarser_grid():

@@ -392,3 +392,18 @@ def test_a_real_pairs_samples_carry_its_scale_factor(make_raster, make_reference
                          crop=64, block=64, seed=0, min_valid=0.0)  # fmt: skip
     assert data.sample("train", 0, 0)["factor"] == pytest.approx(7.5, rel=0.05)  # 30 m in EPSG:4326 over 4 m
     data.close()
+
+
+def test_the_recorded_scale_range_covers_real_pairs(make_raster, make_reference, tmp_path):
+    """A model's scale range (which coarse to fine reads) is its simulated factors plus its pairs' ratios."""
+    from extendgan_geo.training.loop import _scale_range
+
+    hr = str(make_raster(bands=3))
+    pair = SourceSpec(hr, str(make_reference(bands=3)), ref_indexes=(2, 3, 4))
+    cfg = tiny(tmp_path, hr)  # simulated factors 2-10 by default
+    for sources, expected in (([pair], (7.5, 7.5)), ([pair, SourceSpec(hr)], (2.0, 10.0))):
+        data = RasterSamples(sources, crop=64, block=64, seed=0, min_valid=0.0)
+        try:
+            assert _scale_range(cfg, data) == pytest.approx(expected, rel=0.05)
+        finally:
+            data.close()

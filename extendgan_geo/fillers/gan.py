@@ -40,13 +40,15 @@ _compile_failed: str | None = None
 # Coarse to fine: a reference at least CASCADE_FROM times the top of the model's trained scale range coarser than the
 # HR (9x for the bundled 1-10x model) first fills the windows on a coarser grid, where it is s1 = min(CASCADE_STAGE x
 # top, scale / 2) times coarser than a cell (the range where the model gains most); that fill, upsampled
-# bilinearly, is the reference of the full-resolution pass (again coarse to fine while it stays that coarse).
-# Chosen on the corpus' training rasters (never the validation files, docs/model.md): with the bundled model it
-# turns -0.24 dB against `match` at 30x into +0.17, +0.61 at 10x into +0.74, and changes little at 8x.
+# bilinearly, is the reference of the full-resolution pass (again coarse to fine while it stays that coarse, up to
+# MAX_PASSES passes in all). Chosen on the corpus' training rasters (never the validation files, docs/model.md):
+# with the bundled model it turns -0.24 dB against `match` at 30x into +0.17 and +0.61 at 10x into +0.77; at 8x,
+# where it is not used, a coarse pass changed little. Models trained to less than CASCADE_MIN_TOP never use it (their
+# coarse pass would be under 2x, and the passes would not get any finer).
 CASCADE_FROM = 0.9
 CASCADE_STAGE = 0.6
-# Windows of at most this many pixels run as one batch on CPUs too.
-SMALL_WINDOW = 96 * 96
+CASCADE_MIN_TOP = 2.0 / CASCADE_STAGE
+MAX_PASSES = 3
 
 
 def bundled_model() -> str | None:
@@ -101,7 +103,7 @@ class GanFiller:
         bands: the run's band count (bandwise models).
         compile: run the generator through `torch.compile`; plain torch, with a warning, if compiling fails.
         coarse_to_fine: fill windows with a reference about as coarse as the model's trained top factor or
-            coarser in two passes (see CASCADE_FROM).
+            coarser in two or three passes (see CASCADE_FROM).
     """
 
     name = "gan"
@@ -172,9 +174,11 @@ class GanFiller:
         low, high = meta.get("scale_range") or (1.0, float("inf"))
         self.scale_range = (float(low), float(high))
         # Coarse to fine from this scale factor on, with a coarse pass at most `cascade_stage` (never without a
-        # recorded range).
+        # recorded range, for models trained only near the HR, nor for checkpoints that read the raw reference or
+        # pin their window size).
         self.cascade_from = CASCADE_FROM * self.scale_range[1]
         self.cascade_stage = CASCADE_STAGE * self.scale_range[1]
+        self.cascade_able = self.scale_range[1] >= CASCADE_MIN_TOP and self.matcher is not None and self.tile is None
 
     def prepare(self, sample: TileBatch) -> None:
         """Fit the scene-wide radiometric match of the reference and the scene's band ranges."""
@@ -216,19 +220,21 @@ class GanFiller:
             spread[run] = np.sqrt(stack.var(axis=0).mean(axis=1, keepdims=True))
         return self._with_spread(pred, spread, ref_ok)
 
-    def _predict(self, sub: TileBatch, flips: list[tuple[int, ...]]) -> np.ndarray:
-        """The model's prediction of every pixel of the windows, one per flip: (F, N, C, H, W) in file units."""
+    def _predict(self, sub: TileBatch, flips: list[tuple[int, ...]], coarse: bool = False) -> np.ndarray:
+        """The model's prediction of every pixel of the windows, one per flip: (F, N, C, H, W) in file units.
+
+        `coarse`: a coarse pass (see CASCADE_FROM), run as one batch with the plain generator.
+        """
         import torch
 
         hr, ref_m, from_model = self._to_model(sub, sub.ref)
         gap = sub.gap.astype(np.float32)
         bf16 = self.precision == "bf16"
         # On CPUs one window per call is faster than a batch (0.58 vs 1.0 s per window for the paper network,
-        # docs/benchmarks.md); GPUs take the whole batch, and so do CPUs for small windows (coarse passes), whose
-        # cost is mostly the per-call overhead. Small windows skip a compiled generator: their batches vary in
-        # size, and each new shape would cost a compile.
-        small = sub.hr.shape[-2] * sub.hr.shape[-1] <= SMALL_WINDOW
-        step = 1 if self.device == "cpu" and not small else len(sub)
+        # docs/benchmarks.md); GPUs take the whole batch, and so do CPUs for coarse passes, whose small windows cost
+        # mostly per-call overhead. Coarse passes skip a compiled generator: their shapes differ from the windows'
+        # and their batches vary in size, and each new shape would cost a compile.
+        step = 1 if self.device == "cpu" and not coarse else len(sub)
         variants = []
         with (
             torch.inference_mode(),
@@ -247,26 +253,29 @@ class GanFiller:
                     args = [t[i : i + step] for t in tensors]
                     if dims:
                         args = [a.flip(dims) for a in args]
-                    y = (self.generator(*args) if small else self._forward(*args)).float()
+                    y = (self.generator(*args) if coarse else self._forward(*args)).float()
                     outs.append((y.flip(dims) if dims else y).cpu())
                 variants.append(from_model(torch.cat(outs).numpy()))
         return np.stack(variants)
 
-    def _refined(self, sub: TileBatch) -> TileBatch:
+    def _refined(self, sub: TileBatch, depth: int = 1) -> TileBatch:
         """The windows, with a reference `cascade_from` or more times coarser refined coarse to fine (CASCADE_FROM).
 
         A reference that coarse is replaced by the model's fill of the same windows on a grid where it is about
-        `cascade_stage` times coarser: the known HR pixels averaged into the coarse cells (a cell at least half
-        unknown is a gap), the matched reference averaged likewise. The fill, known cells included, is upsampled
-        bilinearly and matched to the known HR pixels like any reference.
+        `cascade_stage` times coarser: the known HR pixels averaged into the coarse cells (a cell more than half
+        unknown is a gap), the matched reference averaged likewise. Windows without a known cell there take the
+        averaged reference, as windows without known pixels do (MIN_CONTEXT), unless the model learned to fill them.
+        The fill, known cells included, is upsampled bilinearly and matched to the known HR pixels like any
+        reference. `depth` counts the passes so far.
         """
-        if not self.coarse_to_fine or sub.scale < self.cascade_from:
+        h, w = sub.hr.shape[-2:]
+        cells = self._coarse_step(h, sub.scale, depth)
+        if cells is None:
             return sub
         import torch
         import torch.nn.functional as F
 
-        h, w = sub.hr.shape[-2:]
-        size = (self._coarse_cells(h, sub.scale), self._coarse_cells(w, sub.scale))
+        size = (cells, self._coarse_step(w, sub.scale, depth) or cells)
 
         def down(a: np.ndarray) -> np.ndarray:
             return F.interpolate(torch.from_numpy(a.astype(np.float32)), size=size, mode="area").numpy()
@@ -279,37 +288,39 @@ class GanFiller:
         # Pixels without reference take their window's mean: the coarse cells they share stay defined.
         valid = np.where(ref_ok, sub.ref, 0.0)
         mean = valid.sum(axis=(2, 3), keepdims=True) / np.maximum(ref_ok.sum(axis=(2, 3), keepdims=True), 1)
-        ref = down(np.where(ref_ok, valid, mean))
-        coarse = TileBatch(
-            np.where(gap, 0.0, hr).astype(np.float32),
-            ref.astype(np.float32),
-            gap,
-            sub.origins,
-            sub.scale * size[0] / h,
-        )
-        filled = np.where(gap, self._predict(coarse, [()])[0], coarse.hr)
+        ref = down(np.where(ref_ok, valid, mean)).astype(np.float32)
+        hr = np.where(gap, 0.0, hr).astype(np.float32)
+        coarse = TileBatch(hr, ref, gap, sub.origins, sub.scale * size[0] / h)
+        filled = np.where(gap, self._predict(coarse, [()], coarse=True)[0], hr)
+        if not self.blind_trained:
+            blind = (~gap).mean(axis=(1, 2, 3)) < MIN_CONTEXT
+            filled[blind] = np.where(gap[blind], ref[blind], hr[blind])
         up = F.interpolate(torch.from_numpy(filled.astype(np.float32)), size=(h, w), mode="bilinear").numpy()
         for i in range(len(sub)):
-            gain, bias, _ = fit_gain_bias(sub.hr[i], up[i], ~sub.gap[i, 0])
+            gain, bias, _ = fit_gain_bias(sub.hr[i], up[i], ~sub.gap[i, 0] & ref_ok[i, 0])
             up[i] = gain[:, None, None] * up[i] + bias[:, None, None]
         ref = np.where(ref_ok, up, np.nan).astype(np.float32)
-        return self._refined(TileBatch(sub.hr, ref, sub.gap, sub.origins, h / size[0]))
+        return self._refined(TileBatch(sub.hr, ref, sub.gap, sub.origins, h / size[0]), depth + 1)
 
     def passes(self, scale: float, size: int) -> list[float]:
         """The reference's scale factor in each model pass over a `size` px window, coarsest first."""
-        out = []
-        while self.coarse_to_fine and scale >= self.cascade_from:
-            cells = self._coarse_cells(size, scale)
+        out: list[float] = []
+        while (cells := self._coarse_step(size, scale, len(out) + 1)) is not None:
             out.append(scale * cells / size)
             scale = size / cells
         return [*out, scale]
 
-    def _coarse_cells(self, size: int, scale: float) -> int:
-        """Cells of a coarse pass across `size` HR pixels (at least 8).
+    def _coarse_step(self, size: int, scale: float, depth: int) -> int | None:
+        """Cells across `size` HR pixels of a coarse pass before pass `depth`, or None for no coarse pass.
 
-        The reference is then min(`cascade_stage`, scale / 2) times coarser than a cell.
+        There the reference is min(`cascade_stage`, scale / 2) times coarser than a cell (more in windows too small
+        for 8 cells). None when coarse to fine is off or unfit for the model, the reference is finer than
+        `cascade_from`, MAX_PASSES would be exceeded, or the next pass would not be at least 1.25x finer.
         """
-        return max(8, round(size * min(self.cascade_stage, scale / 2) / scale))
+        if not (self.coarse_to_fine and self.cascade_able) or scale < self.cascade_from or depth >= MAX_PASSES:
+            return None
+        cells = max(8, round(size * min(self.cascade_stage, scale / 2) / scale))
+        return cells if size / cells <= 0.8 * scale else None
 
     def _with_spread(self, pred: np.ndarray, spread: np.ndarray, ref_ok: np.ndarray) -> np.ndarray:
         """`pred`, plus the flip spread as one more channel when asked for."""
@@ -379,7 +390,7 @@ def load_gan_filler(
         bands: HR band count the run fills.
         precision: "fp32" or "bf16".
         compile: run the generator through `torch.compile`.
-        coarse_to_fine: fill windows with a reference beyond the model's range in two passes (CASCADE_FROM).
+        coarse_to_fine: fill windows with a reference beyond the model's range coarse to fine (CASCADE_FROM).
 
     Raises:
         CheckpointError: no checkpoint, or an unreadable one.

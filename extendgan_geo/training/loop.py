@@ -245,7 +245,7 @@ class Trainer:
             "tile": None,
             "train_crop": cfg.crop,
             "resampling": cfg.resampling,
-            "scale_range": list(cfg.factor),
+            "scale_range": _scale_range(cfg, data),
             "training_data": [s.spec.hr for s in data.sources if s.spec.split != "val"],
             "validation_data": [s.spec.hr for s in data.sources if s.spec.split == "val"],
             "training_pairs": [[s.spec.hr, s.spec.ref] for s in data.sources if s.spec.ref],
@@ -301,6 +301,14 @@ class Trainer:
             opt.load_state_dict(state)
         self.epoch = int(meta["epoch"])
         self.best_mae = meta.get("best_mae") or math.inf
+
+
+def _scale_range(cfg: TrainConfig, data: RasterSamples) -> list[float]:
+    """The reference scale factors the model saw: the simulated range and every real pair's pixel-size ratio."""
+    pairs = [float(s.ref.scale) for s in data.sources if s.ref is not None]
+    simulated = any(s.ref is None for s in data.sources)
+    factors = [*(cfg.factor if simulated or not pairs else ()), *pairs]
+    return [round(min(factors), 4), round(max(factors), 4)]
 
 
 def _generator_config(meta: dict[str, Any], what: str) -> GeneratorConfig | None:
