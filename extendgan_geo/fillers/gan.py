@@ -42,7 +42,7 @@ _compile_failed: str | None = None
 # top, scale / 2) times coarser than a cell (the range where the model gains most); that fill, upsampled
 # bilinearly, is the reference of the full-resolution pass (again coarse to fine while it stays that coarse, up to
 # MAX_PASSES passes in all). Chosen on the corpus' training rasters (never the validation files, docs/model.md):
-# with the bundled model it turns -0.24 dB against `match` at 30x into +0.17 and +0.61 at 10x into +0.77; at 8x,
+# with the bundled model it turns -0.24 dB against `match` at 30x into +0.22 and +0.61 at 10x into +0.78; at 8x,
 # where it is not used, a coarse pass changed little. Models trained to less than CASCADE_MIN_TOP never use it (their
 # coarse pass would be under 2x, and the passes would not get any finer).
 CASCADE_FROM = 0.9
@@ -265,8 +265,8 @@ class GanFiller:
         `cascade_stage` times coarser: the known HR pixels averaged into the coarse cells (a cell more than half
         unknown is a gap), the matched reference averaged likewise. Windows without a known cell there take the
         averaged reference, as windows without known pixels do (MIN_CONTEXT), unless the model learned to fill them.
-        The fill, known cells included, is upsampled bilinearly and matched to the known HR pixels like any
-        reference. `depth` counts the passes so far.
+        Each cell of the fill mixes its known pixels and the prediction by their shares; the fill is upsampled
+        bilinearly and matched to the known HR pixels like any reference. `depth` counts the passes so far.
         """
         h, w = sub.hr.shape[-2:]
         cells = self._coarse_step(h, sub.scale, depth)
@@ -282,7 +282,8 @@ class GanFiller:
 
         known = (~sub.gap).astype(np.float32)
         share = down(known)
-        hr = down(sub.hr * known) / np.maximum(share, 1e-12)
+        known_sum = down(sub.hr * known)  # the known pixels' values times their share of each cell
+        hr = known_sum / np.maximum(share, 1e-12)
         gap = share < 0.5
         ref_ok = np.isfinite(sub.ref).all(axis=1, keepdims=True)
         # Pixels without reference take their window's mean: the coarse cells they share stay defined.
@@ -291,10 +292,13 @@ class GanFiller:
         ref = down(np.where(ref_ok, valid, mean)).astype(np.float32)
         hr = np.where(gap, 0.0, hr).astype(np.float32)
         coarse = TileBatch(hr, ref, gap, sub.origins, sub.scale * size[0] / h)
-        filled = np.where(gap, self._predict(coarse, [()], coarse=True)[0], hr)
+        pred = self._predict(coarse, [()], coarse=True)[0]
         if not self.blind_trained:
             blind = (~gap).mean(axis=(1, 2, 3)) < MIN_CONTEXT
-            filled[blind] = np.where(gap[blind], ref[blind], hr[blind])
+            pred[blind] = ref[blind]
+        # Each cell's mean: its known pixels for their share of it, the prediction for the rest (a cell half
+        # known is half each; a hard known/gap split leaves steps along slanted gap edges).
+        filled = known_sum + (1.0 - share) * pred
         up = F.interpolate(torch.from_numpy(filled.astype(np.float32)), size=(h, w), mode="bilinear").numpy()
         for i in range(len(sub)):
             gain, bias, _ = fit_gain_bias(sub.hr[i], up[i], ~sub.gap[i, 0] & ref_ok[i, 0])
