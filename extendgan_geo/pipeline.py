@@ -261,7 +261,7 @@ def _warn_model_mismatch(meta: dict[str, Any], resampling: str, scale: float, pa
             "at 15-20x, +0.2 dB at 30x with 3 cases in 20 below it; docs/model.md)"
             if passes > 1
             else "in one pass it gains little over --method match (bundled model: +0.1 dB at 15-20x, -0.2 dB at "
-            "30x; --coarse-to-fine does better, docs/model.md)"
+            "30x; coarse to fine, the bundled model's default, +0.4 and +0.2 dB; docs/model.md)"
         )
         logger.warning(
             "the reference is %.1fx coarser than the HR, beyond the %gx the model was trained on; %s",
