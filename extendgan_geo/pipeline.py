@@ -238,7 +238,9 @@ def _open_inputs(
             stack.callback(source.close)
         filler = filler or make_filler(cfg, len(hr.indexes))
         _check_filler(filler, cfg, len(hr.indexes), len(ref_indexes))
-        _warn_model_mismatch(getattr(filler, "meta", {}), cfg.resampling, ref.scale, _passes_of(filler, ref.scale, cfg))
+        _warn_model_mismatch(
+            getattr(filler, "meta", {}), cfg.resampling, ref.scale, max(1, len(_passes(filler, ref.scale, cfg)))
+        )
         stack.pop_all()
     return _Inputs(hr, ref, sources, filler, os.path.basename(ref_path))
 
@@ -305,7 +307,7 @@ def _provenance(inputs: _Inputs, cfg: FillConfig) -> dict[str, str]:
         "EGAN_BANDS": ",".join(map(str, inputs.hr.indexes)),
         "EGAN_RESAMPLING": cfg.resampling,
         "EGAN_HEAL": "yes" if heals(inputs.filler, cfg.heal) else "no",
-        "EGAN_MODEL_PASSES": ",".join(f"{s:.2f}x" for s in _passes(inputs, cfg)) or "none",
+        "EGAN_MODEL_PASSES": ",".join(f"{s:.2f}x" for s in _passes(inputs.filler, inputs.ref.scale, cfg)) or "none",
         "EGAN_REFERENCE_SHIFT_PX": f"{inputs.ref.shift[0]:.4f},{inputs.ref.shift[1]:.4f}",
         "EGAN_TILE": str(tiles.size),
         "EGAN_OVERLAP": str(tiles.overlap),
@@ -316,16 +318,10 @@ def _provenance(inputs: _Inputs, cfg: FillConfig) -> dict[str, str]:
     }
 
 
-def _passes(inputs: _Inputs, cfg: FillConfig) -> list[float]:
-    """The reference's scale factor in each pass of a learned filler over a window (several: coarse to fine)."""
-    passes = getattr(inputs.filler, "passes", None)
-    return list(passes(inputs.ref.scale, cfg.tiles.size)) if passes else []
-
-
-def _passes_of(filler: Filler, scale: float, cfg: FillConfig) -> int:
-    """How many passes `filler` makes over a window at reference scale `scale` (1 unless coarse to fine)."""
+def _passes(filler: Filler, scale: float, cfg: FillConfig) -> list[float]:
+    """The reference's scale factor in each model pass over a window (several: coarse to fine; none: no model)."""
     passes = getattr(filler, "passes", None)
-    return len(passes(scale, cfg.tiles.size)) if passes else 1
+    return list(passes(scale, cfg.tiles.size)) if passes else []
 
 
 def fill_raster(
@@ -601,7 +597,7 @@ def plan_fill(
             },
             "method": inputs.filler.name,
             # The reference's scale factor in each model pass over a window: more than one is coarse to fine.
-            "model_passes": [round(s, 2) for s in _passes(inputs, cfg)],
+            "model_passes": [round(s, 2) for s in _passes(inputs.filler, inputs.ref.scale, cfg)],
             "output": {
                 "path": output,
                 "format": "COG" if out_cfg.cog else "GTiff",

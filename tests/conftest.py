@@ -164,6 +164,23 @@ def make_reference(tmp_path: Path) -> Callable[..., Path]:
     return _make
 
 
+def coarsened(path: Path, factor: int, out: Path) -> Path:
+    """Write `path` averaged `factor` x `factor` to `out` (e.g. the 7.5x `make_reference` at 4: 30x)."""
+    from affine import Affine
+
+    with rasterio.open(path) as src:
+        shape = (src.count, src.height // factor, src.width // factor)
+        profile = src.profile | {
+            "height": shape[1],
+            "width": shape[2],
+            "transform": src.transform @ Affine.scale(factor),
+        }
+        data = src.read(out_shape=shape, resampling=Resampling.average)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data)
+    return out
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """An in-process Dask cluster of 2 single-thread workers, one per test module (batch and mosaic tests)."""

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from affine import Affine
 
 from extendgan_geo.config import FillConfig, OutputConfig
 from extendgan_geo.errors import ConfigError
@@ -272,16 +271,10 @@ def test_the_bundled_model_warns_about_a_30x_reference(make_raster, make_referen
     """The conftest reference is 7.5x coarser than the HR; averaged 4 x 4 it is 30x (out of the model's 1-10x)."""
     import logging
 
-    from rasterio.enums import Resampling
+    from .conftest import coarsened
 
     hr, ref = make_raster(bands=3), make_reference(bands=3)
-    with rasterio.open(ref) as src:
-        shape = (src.count, src.height // 4, src.width // 4)
-        profile = src.profile | {"height": shape[1], "width": shape[2], "transform": src.transform @ Affine.scale(4)}
-        coarse = src.read(out_shape=shape, resampling=Resampling.average)
-    ref30 = tmp_path / "ref30.tif"
-    with rasterio.open(ref30, "w", **profile) as dst:
-        dst.write(coarse)
+    ref30 = coarsened(ref, 4, tmp_path / "ref30.tif")
     cfg = FillConfig(method="gan", device="cpu", ref_indexes=(2, 3, 4))
     for path, scale_warned in ((ref, False), (ref30, True)):
         caplog.clear()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 
 from extendgan_geo.config import FillConfig, OutputConfig
 from extendgan_geo.fillers import gan
 from extendgan_geo.fillers.base import TileBatch
 from extendgan_geo.pipeline import fill_raster, plan_fill
+
+from .conftest import coarsened
 
 
 def _windows(size: int = 128, scale: float = 30.0, seed: int = 0) -> tuple[TileBatch, np.ndarray]:
@@ -126,24 +127,9 @@ def test_coarse_to_fine_keeps_missing_reference_missing_and_runs_the_flips():
     assert np.isfinite(out[:, :, :, 10:]).all()
 
 
-def _reference_30x(make_reference, tmp_path):
-    """The conftest reference (7.5x coarser than the HR) averaged 4 x 4: 30x."""
-    from rasterio.enums import Resampling
-
-    ref = make_reference(bands=3)
-    with rasterio.open(ref) as src:
-        shape = (src.count, src.height // 4, src.width // 4)
-        profile = src.profile | {"height": shape[1], "width": shape[2], "transform": src.transform @ Affine.scale(4)}
-        coarse = src.read(out_shape=shape, resampling=Resampling.average)
-    path = tmp_path / "ref30.tif"
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(coarse)
-    return path
-
-
 def test_fill_with_a_30x_reference_records_its_passes(make_raster, make_reference, tmp_path):
     hr = make_raster(bands=3)
-    ref30 = _reference_30x(make_reference, tmp_path)
+    ref30 = coarsened(make_reference(bands=3), 4, tmp_path / "ref30.tif")  # 30x
     outs = {}
     for on in (True, False):
         cfg = FillConfig(method="gan", device="cpu", ref_indexes=(2, 3, 4), coarse_to_fine=on)
