@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
 from extendgan_geo.io.raster import HrRaster
 from extendgan_geo.io.reference import RefGrid, upsample_weights
@@ -40,11 +44,53 @@ def test_reference_values_follow_the_source(grid):
         assert abs(ref[k].mean() - (0.8 * truth[k].mean() + 150)) < 20
 
 
-def test_upsample_weights_are_linear_interpolation():
+def test_upsample_weights_interpolate_between_cell_centres():
+    # factor 4: cell j spans HR [4(j - 1), 4j), centre 4j - 2. HR pixel 0 (centre 0.5) lies between the centres
+    # of cells 0 (-2) and 1 (2): 1.5 of 4 from cell 1, so cell 0 weighs 0.375. Pixel 5 (5.5) is between cells 1
+    # (2) and 2 (6), 0.5 from cell 2: cell 1 weighs 0.125.
     left, w, first = upsample_weights(0, 8, 4)
-    pos = (np.arange(8) + 0.5) / 4 + 0.5 - 0.5
-    np.testing.assert_allclose(left + (1 - w), pos)
-    assert first == 0
+    centres = 4.0 * np.arange(-1, 4) - 2.0 + 4.0  # HR centre of cells 0..4
+    hr = np.arange(8) + 0.5
+    np.testing.assert_allclose(w * centres[left] + (1 - w) * centres[left + 1], hr)
+    assert (w[0], w[5], first) == (0.375, 0.125, 0)
+    assert ((w > 0) & (w <= 1)).all()
+
+
+@pytest.mark.parametrize("factor", [4, 5, 10, 13])
+def test_intermediate_grid_matches_a_direct_warp(tmp_path, factor):
+    """A reference read through the intermediate grid lands where a direct warp puts it (no half-cell shift)."""
+    size, scale = 390, 2 * factor
+    yy, xx = np.mgrid[0 : size // scale, 0 : size // scale]
+    smooth = (np.sin(xx / 3.0) + np.cos(yy / 4.0)).astype("float32")[None]
+    paths = {}
+    for name, data, res in (("ref", smooth, scale), ("hr", np.zeros((1, size, size), "float32"), 1)):
+        paths[name] = str(tmp_path / f"{name}.tif")
+        with rasterio.open(
+            paths[name],
+            "w",
+            driver="GTiff",
+            width=data.shape[2],
+            height=data.shape[1],
+            count=1,
+            dtype="float32",
+            crs="EPSG:32633",
+            transform=Affine(res, 0, 500000, 0, -res, 4000000),
+        ) as ds:
+            ds.write(data)
+    with rasterio.open(paths["ref"]) as ref, rasterio.open(paths["hr"]) as hr:
+        grid = RefGrid.build(ref, hr, indexes=(1,), nodata=None, resampling="cubic")
+        assert grid.factor == factor
+        via_cells = grid.read(100, 90, 200, 210)[0]
+        grid.close()
+        direct = WarpedVRT(
+            ref, crs=hr.crs, transform=hr.transform, width=size, height=size, resampling=Resampling.cubic
+        )
+        exact = direct.read(1, window=Window(90, 100, 210, 200))
+        direct.close()
+    err = np.sqrt(np.mean((via_cells - exact) ** 2))
+    shifted = np.sqrt(np.mean((via_cells[:, 1:] - exact[:, :-1]) ** 2))
+    assert err < 0.01 * smooth.std(), err
+    assert err < 0.2 * shifted
 
 
 def test_reference_nodata_becomes_nan(make_raster, make_reference, tmp_path):

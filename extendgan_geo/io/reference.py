@@ -87,15 +87,16 @@ def default_ref_indexes(ref: DatasetReader, nbands: int) -> tuple[int, ...]:
 def upsample_weights(start: int, length: int, factor: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Linear interpolation from a grid `factor` times coarser, for HR pixels [start, start + length).
 
-    The coarse grid has one extra cell before the HR origin, so HR pixel i (centre i + 0.5) sits at coarse
-    position (i + 0.5) / factor + 0.5 in cell-centre units.
+    The coarse grid has one extra cell before the HR origin: cell j spans HR [(j - 1) * factor, j * factor) and
+    its centre is at HR (j - 0.5) * factor. So HR pixel i (centre i + 0.5) sits at position (i + 0.5) / factor
+    + 0.5 in units where cell j's centre is j, between cells floor(position) and floor(position) + 1.
 
     Returns:
         Left coarse index (length,), its weight (length,) and the first coarse index used.
     """
     pos = (np.arange(start, start + length, dtype=np.float64) + 0.5) / factor + 0.5
-    left = np.floor(pos - 0.5).astype(np.int64)
-    frac = pos - 0.5 - left
+    left = np.floor(pos).astype(np.int64)
+    frac = pos - left
     return left, 1.0 - frac, int(left[0])
 
 
