@@ -260,10 +260,10 @@ def _warn_model_mismatch(meta: dict[str, Any], resampling: str, scale: float, pa
     if scale > SCALE_SLACK * top:
         gains = (
             f"it fills coarse to fine ({passes} passes) and gains less over --method match (bundled model: +0.4 dB "
-            "at 15-20x, +0.2 dB at 30x with 3 cases in 20 below it; docs/model.md)"
+            "at 15-20x, +0.3 dB at 30x with 1 case in 20 below it; docs/model.md)"
             if passes > 1
-            else "in one pass it gains little over --method match (bundled model: +0.1 dB at 15-20x, -0.2 dB at "
-            "30x; coarse to fine, the bundled model's default, +0.4 and +0.2 dB; docs/model.md)"
+            else "in one pass it gains little over --method match (bundled model: +0.2 dB at 15-20x, -0.1 dB at "
+            "30x; coarse to fine, the bundled model's default, +0.4 and +0.3 dB; docs/model.md)"
         )
         logger.warning(
             "the reference is %.1fx coarser than the HR, beyond the %gx the model was trained on; %s",
