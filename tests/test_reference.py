@@ -8,7 +8,6 @@ import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
 
 from extendgan_geo.io.raster import HrRaster
 from extendgan_geo.io.reference import RefGrid, upsample_weights
@@ -78,19 +77,36 @@ def test_intermediate_grid_matches_a_direct_warp(tmp_path, factor):
         ) as ds:
             ds.write(data)
     with rasterio.open(paths["ref"]) as ref, rasterio.open(paths["hr"]) as hr:
-        grid = RefGrid.build(ref, hr, indexes=(1,), nodata=None, resampling="cubic")
-        assert grid.factor == factor
-        via_cells = grid.read(100, 90, 200, 210)[0]
-        grid.close()
-        direct = WarpedVRT(
-            ref, crs=hr.crs, transform=hr.transform, width=size, height=size, resampling=Resampling.cubic
-        )
-        exact = direct.read(1, window=Window(90, 100, 210, 200))
-        direct.close()
-    err = np.sqrt(np.mean((via_cells - exact) ** 2))
-    shifted = np.sqrt(np.mean((via_cells[:, 1:] - exact[:, :-1]) ** 2))
+        grids = {k: RefGrid.build(ref, hr, indexes=(1,), nodata=None, resampling=k) for k in ("cubic", "nearest")}
+        assert grids["cubic"].factor == factor
+        reads = {k: (g.read(100, 90, 200, 210)[0], g.read(0, 0, size, size)[0]) for k, g in grids.items()}
+        for g in grids.values():
+            g.close()
+        exact = {}
+        for k in grids:
+            with WarpedVRT(
+                ref, crs=hr.crs, transform=hr.transform, width=size, height=size, resampling=Resampling[k]
+            ) as direct:
+                exact[k] = direct.read(1)
+    via_cells, whole = reads["cubic"]
+    window = exact["cubic"][100:300, 90:300]
+    err = np.sqrt(np.mean((via_cells - window) ** 2))
+    shifted = np.sqrt(np.mean((via_cells[:, 1:] - window[:, :-1]) ** 2))
     assert err < 0.01 * smooth.std(), err
     assert err < 0.2 * shifted
+    # The whole raster, up to its last row and column: the same values as the window where they meet, and close
+    # to the direct warp away from the reference's edge (within two of its pixels of the edge the grid
+    # renormalises over the cells with data, where GDAL's kernel sees fewer source pixels).
+    np.testing.assert_array_equal(whole[100:300, 90:300], via_cells)
+    assert np.isfinite(whole[: (size // scale) * scale, : (size // scale) * scale]).all()
+    inner = slice(2 * scale, (size // scale - 2) * scale)
+    err_inner = np.sqrt(np.mean((whole[inner, inner] - exact["cubic"][inner, inner]) ** 2))
+    assert err_inner < 0.01 * smooth.std(), err_inner
+    # Nearest: each HR pixel takes the cell that holds it, so it equals the direct nearest warp.
+    near, near_whole = reads["nearest"]
+    np.testing.assert_array_equal(near, exact["nearest"][100:300, 90:300])
+    both = np.isfinite(near_whole) & np.isfinite(exact["nearest"])
+    assert (near_whole[both] == exact["nearest"][both]).mean() > 0.99
 
 
 def test_reference_nodata_becomes_nan(make_raster, make_reference, tmp_path):
