@@ -3,9 +3,11 @@
 The HR grid is the target and never moves. A coarse reference (e.g. Landsat at 30 m under a 1-4 m HR grid) is
 warped by GDAL, with the chosen kernel, once onto an intermediate grid aligned with the HR grid but `factor`
 times coarser (still at least 2x finer than the reference), and stored in a temporary tiled GeoTIFF. Windows are
-then upsampled from it with bilinear weights that depend only on global pixel positions. So a pixel's reference
-value never depends on which window asked for it (per-window warps are not tile-invariant, rasterio#2839), and
-the expensive warp runs over 1/factor^2 of the pixels. A reference less than 4x coarser is warped directly.
+then upsampled from it with weights that depend only on global pixel positions: Keys cubic convolution for the
+cubic, cubic-spline and Lanczos kernels, linear for bilinear and average, nearest for nearest. So a pixel's
+reference value never depends on which window asked for it (per-window warps are not tile-invariant,
+rasterio#2839), and the expensive warp runs over 1/factor^2 of the pixels. A reference less than 4x coarser is
+warped directly.
 """
 
 from __future__ import annotations
@@ -84,20 +86,47 @@ def default_ref_indexes(ref: DatasetReader, nbands: int) -> tuple[int, ...]:
     )
 
 
-def upsample_weights(start: int, length: int, factor: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Linear interpolation from a grid `factor` times coarser, for HR pixels [start, start + length).
+# Cells of margin around the intermediate grid: cubic weights reach two cells beyond the cell holding a pixel.
+_MARGIN = 2
+# How each warp kernel is continued from the intermediate grid to the HR pixels.
+_UPSAMPLING = {"nearest": "nearest", "bilinear": "linear", "average": "linear"}
 
-    The coarse grid has one extra cell before the HR origin: cell j spans HR [(j - 1) * factor, j * factor) and
-    its centre is at HR (j - 0.5) * factor. So HR pixel i (centre i + 0.5) sits at position (i + 0.5) / factor
-    + 0.5 in units where cell j's centre is j, between cells floor(position) and floor(position) + 1.
+
+def upsample_taps(start: int, length: int, factor: int, kernel: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+    """Interpolation taps from the intermediate grid, `factor` times coarser, for HR pixels [start, start + length).
+
+    The grid has `_MARGIN` extra cells before the HR origin: cell j spans HR [(j - m) * factor, (j - m + 1) *
+    factor) and its centre is at HR (j - m + 0.5) * factor. So HR pixel i (centre i + 0.5) sits at position
+    (i + 0.5) / factor + m - 0.5 in units where cell j's centre is j, between cells floor(position) and
+    floor(position) + 1, a fraction t of the way.
+
+    Args:
+        start: first HR pixel (row or column).
+        length: number of HR pixels.
+        factor: HR pixels per cell.
+        kernel: "nearest" (1 tap: the cell holding the pixel), "linear" (2 taps) or "cubic" (4 taps: Keys
+            cubic convolution with a = -0.5, GDAL's cubic; its weights sum to 1 and may be negative).
 
     Returns:
-        Left coarse index (length,), its weight (length,) and the first coarse index used.
+        Cell indexes (length, taps) and their weights (length, taps), float64.
     """
-    pos = (np.arange(start, start + length, dtype=np.float64) + 0.5) / factor + 0.5
+    pos = (np.arange(start, start + length, dtype=np.float64) + 0.5) / factor + _MARGIN - 0.5
     left = np.floor(pos).astype(np.int64)
-    frac = pos - left
-    return left, 1.0 - frac, int(left[0])
+    t = (pos - left)[:, None]
+    if kernel == "nearest":
+        return left[:, None] + (t > 0.5), np.ones((length, 1))
+    if kernel == "linear":
+        return left[:, None] + np.arange(2), np.hstack([1.0 - t, t])
+    if kernel == "cubic":
+        return left[:, None] + np.arange(-1, 3), _keys(np.hstack([1.0 + t, t, 1.0 - t, 2.0 - t]))
+    raise ValueError(f"kernel must be nearest, linear or cubic, got {kernel!r}")
+
+
+def _keys(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """Keys' cubic convolution kernel at distances `x` (0 <= x <= 2)."""
+    inner = ((a + 2) * x - (a + 3)) * x * x + 1
+    outer = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return cast(np.ndarray, np.where(x <= 1, inner, outer))
 
 
 @dataclass
@@ -109,7 +138,7 @@ class RefGrid:
         shift: (dx, dy) applied to the reference, in HR pixels (non-zero after co-registration).
         overlap: share of the HR footprint that the reference's bounding box covers.
         factor: HR pixels per intermediate pixel (1 = direct warp to the HR grid).
-        nearest: upsample with nearest instead of bilinear weights.
+        kernel: how windows are upsampled from the intermediate grid: "nearest", "linear" or "cubic".
         scale: the reference's pixel size over the HR's (its scale factor).
     """
 
@@ -118,7 +147,7 @@ class RefGrid:
     shift: tuple[float, float]
     overlap: float
     factor: int
-    nearest: bool
+    kernel: str
     tmp: str | None = None
     vrt_source: tuple[str, dict[str, Any]] | None = None  # (reference path, WarpedVRT arguments) when factor is 1
     owns_tmp: bool = True
@@ -169,9 +198,10 @@ class RefGrid:
         dst_grid = Affine.translation(-dx, -dy) @ hr.transform
         scale = _ratio(ref, hr)
         factor = _cell(scale)
-        # The intermediate grid: HR-aligned, `factor` x coarser, one cell of margin on each side.
-        transform = dst_grid @ Affine.translation(-factor, -factor) @ Affine.scale(factor)
-        width, height = math.ceil(hr.width / factor) + 2, math.ceil(hr.height / factor) + 2
+        # The intermediate grid: HR-aligned, `factor` x coarser, `_MARGIN` cells of margin on each side.
+        m = _MARGIN * factor
+        transform = dst_grid @ Affine.translation(-m, -m) @ Affine.scale(factor)
+        width, height = math.ceil(hr.width / factor) + 2 * _MARGIN, math.ceil(hr.height / factor) + 2 * _MARGIN
         vrt_kwargs: dict[str, Any] = {
             "src_transform": src_transform,
             "crs": hr.crs,
@@ -185,15 +215,15 @@ class RefGrid:
             "warp_mem_limit": 256,
         }
         vrt = WarpedVRT(ref, **vrt_kwargs)
-        nearest = resampling == "nearest"
+        kernel = _UPSAMPLING.get(resampling, "cubic")
         if factor == 1:
             return cls(
-                vrt, tuple(indexes), shift, overlap, factor, nearest, vrt_source=(ref.name, vrt_kwargs), scale=scale
+                vrt, tuple(indexes), shift, overlap, factor, kernel, vrt_source=(ref.name, vrt_kwargs), scale=scale
             )
         tmp = _materialize(vrt, indexes, tmpdir)
         vrt.close()
         logger.info("reference warped once to a %dx%d grid (%d HR px per cell)", width, height, factor)
-        return cls(rasterio.open(tmp), tuple(indexes), shift, overlap, factor, nearest, tmp, scale=scale)
+        return cls(rasterio.open(tmp), tuple(indexes), shift, overlap, factor, kernel, tmp, scale=scale)
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         """Read the reference under an HR window.
@@ -206,21 +236,31 @@ class RefGrid:
             window = Window(col_off, row_off, width, height)
             return cast(np.ndarray, self.source.read(indexes=self._read_indexes, window=window))
         f = self.factor
-        ry, wy, r0 = upsample_weights(row_off, height, f)
-        cx, wx, c0 = upsample_weights(col_off, width, f)
-        rows, cols = int(ry[-1]) - r0 + 2, int(cx[-1]) - c0 + 2
-        coarse = self.source.read(indexes=self._read_indexes, window=Window(c0, r0, cols, rows))
-        ry, cx = ry - r0, cx - c0
-        if self.nearest:
-            return cast(np.ndarray, coarse[:, np.where(wy >= 0.5, ry, ry + 1)][:, :, np.where(wx >= 0.5, cx, cx + 1)])
-        # Separable linear interpolation over the cells with data, renormalised by their weights: next to a
-        # cell without data (the reference's edge or nodata) the pixel takes its valid neighbours, so the
-        # reference reaches the last HR pixel it covers; NaN only where no contributing cell has data.
+        iy, wy = upsample_taps(row_off, height, f, self.kernel)
+        ix, wx = upsample_taps(col_off, width, f, self.kernel)
+        r0, c0 = int(iy.min()), int(ix.min())
+        window = Window(c0, r0, int(ix.max()) - c0 + 1, int(iy.max()) - r0 + 1)
+        coarse = self.source.read(indexes=self._read_indexes, window=window)
+        iy, ix = iy - r0, ix - c0
+        # Interpolation over the cells with data, renormalised by their weights: next to a cell without data (the
+        # reference's edge or nodata) a pixel takes its valid neighbours, so the reference reaches the last HR
+        # pixel it covers; NaN only where no contributing cell has data. Cubic weights, which can be negative,
+        # are used only where all four cells in each direction have data; elsewhere the pixel is linear.
         ok = np.isfinite(coarse)
-        num = _interp(np.where(ok, coarse, 0.0).astype(np.float32), ry, wy, cx, wx)
-        den = _interp(ok.astype(np.float32), ry, wy, cx, wx)
+        filled = np.where(ok, coarse, 0.0).astype(np.float32)
+        if self.kernel == "cubic":
+            out = _interp(filled, iy, wy, ix, wx)
+            lacking = _interp((~ok).astype(np.float32), iy, wy != 0, ix, wx != 0) > 0
+            if not lacking.any():
+                return out
+            iy, wy = upsample_taps(row_off, height, f, "linear")
+            ix, wx = upsample_taps(col_off, width, f, "linear")
+            iy, ix = iy - r0, ix - c0
+        num = _interp(filled, iy, wy, ix, wx)
+        den = _interp(ok.astype(np.float32), iy, wy, ix, wx)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 1e-6, num / den, np.float32(np.nan)).astype(np.float32)
+            linear = np.where(den > 1e-6, num / den, np.float32(np.nan)).astype(np.float32)
+        return linear if self.kernel != "cubic" else np.where(lacking, linear, out)
 
     def reopen(self) -> RefGrid:
         """The same grid on new file handles (for a forked worker process); its close() keeps the parent's file."""
@@ -238,12 +278,18 @@ class RefGrid:
                 os.remove(self.tmp)
 
 
-def _interp(coarse: np.ndarray, ry: np.ndarray, wy: np.ndarray, cx: np.ndarray, wx: np.ndarray) -> np.ndarray:
-    """Separable linear interpolation of (bands, rows, cols) cells at rows ry (+1) and cols cx (+1)."""
-    a = coarse[:, ry] * wy[None, :, None].astype(np.float32)
-    a += coarse[:, ry + 1] * (1 - wy)[None, :, None].astype(np.float32)
-    out = a[:, :, cx] * wx[None, None, :].astype(np.float32)
-    out += a[:, :, cx + 1] * (1 - wx)[None, None, :].astype(np.float32)
+def _interp(coarse: np.ndarray, iy: np.ndarray, wy: np.ndarray, ix: np.ndarray, wx: np.ndarray) -> np.ndarray:
+    """Separable interpolation of (bands, rows, cols) cells: rows `iy` weighted by `wy`, then columns `ix` by `wx`.
+
+    Taps are summed one at a time, in a fixed order, so a pixel's value does not depend on the window read.
+    """
+    wy32, wx32 = wy.astype(np.float32), wx.astype(np.float32)
+    a = coarse[:, iy[:, 0]] * wy32[None, :, 0, None]
+    for k in range(1, iy.shape[1]):
+        a += coarse[:, iy[:, k]] * wy32[None, :, k, None]
+    out = a[:, :, ix[:, 0]] * wx32[None, None, :, 0]
+    for k in range(1, ix.shape[1]):
+        out += a[:, :, ix[:, k]] * wx32[None, None, :, k]
     return out
 
 
