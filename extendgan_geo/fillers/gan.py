@@ -43,7 +43,7 @@ _compile_failed: str | None = None
 # bilinearly, is the reference of the full-resolution pass (again coarse to fine while it stays that coarse, up to
 # MAX_PASSES passes in all). Chosen on the corpus' training rasters (never the validation files, docs/model.md):
 # with the bundled model it turned -0.24 dB against `match` at 30x into +0.22 and +0.61 at 10x into +0.78 (measured
-# before the fix of the reference's intermediate grid; validation files after it: -0.08 -> +0.29 at 30x); at 8x,
+# before the fix of the reference's intermediate grid; validation files after it: -0.06 -> +0.29 at 30x); at 8x,
 # where it is not used, a coarse pass changed little. Models trained to less than CASCADE_MIN_TOP never use it (their
 # coarse pass would be under 2x, and the passes would not get any finer).
 CASCADE_FROM = 0.9
