@@ -164,6 +164,115 @@ def test_cubic_cells_follow_a_direct_warp_of_a_detailed_reference(tmp_path, fact
     assert err["cubic"] < 0.5 * err["linear"], err
 
 
+def _write_1band(path, data, transform, nodata=None):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[-1],
+        height=data.shape[-2],
+        count=1,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=transform,
+        nodata=nodata,
+    ) as ds:
+        ds.write(data.reshape(1, *data.shape[-2:]))
+    return str(path)
+
+
+@pytest.mark.parametrize("resampling", ["lanczos", "cubic", "bilinear"])
+def test_a_few_rows_of_grid_give_the_whole_grid_values(tmp_path, resampling):
+    """A strip of the HR grid (as mosaics read it) gets the same reference values as the whole raster.
+
+    GDAL derives its kernel's scale from each destination chunk unless told: on a grid of about a dozen rows it
+    widened cubic and Lanczos kernels as if downsampling, so a strip's values differed from the whole grid's.
+    """
+    f, scale, width, height = 16, 32.5, 400, 40 * 16
+    rng = np.random.default_rng(1)
+    ref_t = Affine(scale, 0, 500000 - 2 * scale, 0, -scale, 4000000 + 2 * scale)
+    ref_path = _write_1band(tmp_path / "ref.tif", rng.normal(size=(int(height / scale) + 6, 20)).astype("f4"), ref_t)
+    hr_t = Affine(1, 0, 500000, 0, -1, 4000000)
+    whole_path = _write_1band(tmp_path / "hr.tif", np.zeros((height, width), "f4"), hr_t)
+    with rasterio.open(ref_path) as ref, rasterio.open(whole_path) as hr:
+        grid = RefGrid.build(ref, hr, indexes=(1,), nodata=None, resampling=resampling)
+        assert grid.factor == f
+        whole = grid.read(0, 0, height, width)
+        grid.close()
+        for row in (37, 200, 411):
+            start = row - row % f  # strips start on a cell boundary, as mosaic strips do
+            rows = row + 64 - start
+            strip_path = _write_1band(
+                tmp_path / f"strip{row}.tif", np.zeros((rows, width), "f4"), hr_t @ Affine.translation(0, start)
+            )
+            with rasterio.open(strip_path) as strip:
+                g = RefGrid.build(ref, strip, indexes=(1,), nodata=None, resampling=resampling)
+                assert g.source.height < 13  # small enough for GDAL to have widened its kernel
+                np.testing.assert_array_equal(g.read(row - start, 0, 64, width), whole[:, row : row + 64])
+                g.close()
+
+
+def test_cubic_grid_next_to_nodata(tmp_path):
+    """Cubic weights where all 4 x 4 cells have data; elsewhere linear ones renormalised over the cells with data.
+
+    Checked pixel by pixel against a float64 model of that rule on the intermediate grid, at window offsets that
+    are not multiples of the cell, and for tile invariance.
+    """
+    from extendgan_geo.io.reference import _keys
+
+    rng = np.random.default_rng(2)
+    data = rng.normal(size=(40, 40)).astype("float32")
+    data[10:16, 12:20] = -9999  # a block of nodata
+    data[rng.random(data.shape) < 0.03] = -9999  # and scattered pixels
+    ref_path = _write_1band(tmp_path / "ref.tif", data, Affine(10, 0, 500000, 0, -10, 4000000), nodata=-9999)
+    hr_path = _write_1band(tmp_path / "hr.tif", np.zeros((390, 390), "f4"), Affine(1, 0, 500000, 0, -1, 4000000))
+    with rasterio.open(ref_path) as ref, rasterio.open(hr_path) as hr:
+        grid = RefGrid.build(ref, hr, indexes=(1,), nodata=None, resampling="lanczos")
+        f = grid.factor
+        cells = grid.source.read(1).astype(np.float64)
+        whole = grid.read(0, 0, 390, 390)[0]
+        windows = [(17, 33, 100, 71), (95, 101, 60, 80), (3, 250, 200, 139), (389, 0, 1, 390)]
+        for r, c, h, w in windows:
+            np.testing.assert_array_equal(grid.read(r, c, h, w)[0], whole[r : r + h, c : c + w])
+        grid.close()
+
+    def taps(i, kernel):
+        p = (i + 0.5) / f + 1.5
+        left = int(np.floor(p))
+        t = p - left
+        if kernel == "linear":
+            return [left, left + 1], [1 - t, t]
+        return [left - 1, left, left + 1, left + 2], list(_keys(np.array([1 + t, t, 1 - t, 2 - t])))
+
+    ok = np.isfinite(cells)
+    kinds = {"cubic": 0, "linear": 0, "nan": 0}
+    for i in range(0, 390, 7):
+        for j in range(0, 390, 5):
+            (ry, wy), (cx, wx) = taps(i, "cubic"), taps(j, "cubic")
+            used = [
+                (y, x, a * b) for y, a in zip(ry, wy, strict=True) for x, b in zip(cx, wx, strict=True) if a * b != 0
+            ]
+            if all(ok[y, x] for y, x, _ in used):
+                expect = sum(v * cells[y, x] for y, x, v in used)
+                kinds["cubic"] += 1
+            else:
+                (ry, wy), (cx, wx) = taps(i, "linear"), taps(j, "linear")
+                used = [
+                    (y, x, a * b)
+                    for y, a in zip(ry, wy, strict=True)
+                    for x, b in zip(cx, wx, strict=True)
+                    if a * b != 0 and ok[y, x]
+                ]
+                den = sum(v for _, _, v in used)
+                expect = sum(v * cells[y, x] for y, x, v in used) / den if den > 1e-6 else np.nan
+                kinds["linear" if den > 1e-6 else "nan"] += 1
+            if np.isnan(expect):
+                assert np.isnan(whole[i, j]), (i, j)
+            else:
+                assert abs(whole[i, j] - expect) < 1e-4, (i, j, whole[i, j], expect)
+    assert min(kinds.values()) > 20, kinds  # every branch was exercised
+
+
 def test_reference_nodata_becomes_nan(make_raster, make_reference, tmp_path):
     ref_path = make_reference()
     with rasterio.open(ref_path, "r+") as ds:

@@ -4,10 +4,11 @@ The HR grid is the target and never moves. A coarse reference (e.g. Landsat at 3
 warped by GDAL, with the chosen kernel, once onto an intermediate grid aligned with the HR grid but `factor`
 times coarser (still at least 2x finer than the reference), and stored in a temporary tiled GeoTIFF. Windows are
 then upsampled from it with weights that depend only on global pixel positions: Keys cubic convolution for the
-cubic, cubic-spline and Lanczos kernels, linear for bilinear and average, nearest for nearest. So a pixel's
-reference value never depends on which window asked for it (per-window warps are not tile-invariant,
-rasterio#2839), and the expensive warp runs over 1/factor^2 of the pixels. A reference less than 4x coarser is
-warped directly.
+cubic, cubic-spline and Lanczos kernels, linear for bilinear and average (which never overshoot), nearest for
+nearest; linear wherever a cubic pixel would need a cell without data (reference nodata, or outside the
+reference's footprint), renormalised over the cells with data. So a pixel's reference value never depends on
+which window asked for it (per-window warps are not tile-invariant, rasterio#2839), and the expensive warp runs
+over 1/factor^2 of the pixels. A reference less than 4x coarser is warped directly.
 """
 
 from __future__ import annotations
@@ -214,6 +215,12 @@ class RefGrid:
             "dtype": "float32",
             "warp_mem_limit": 256,
         }
+        if scale >= 1:
+            # The reference is upsampled: GDAL's kernel must keep its own width. Left to itself GDAL derives the
+            # scale from each destination chunk, and on a grid of about a dozen rows or fewer (a mosaic strip, a
+            # small raster) it widens the cubic and Lanczos kernels as if downsampling, so values would depend on
+            # the grid's extent.
+            vrt_kwargs.update(XSCALE=1, YSCALE=1)
         vrt = WarpedVRT(ref, **vrt_kwargs)
         kernel = _UPSAMPLING.get(resampling, "cubic")
         if factor == 1:
