@@ -13,6 +13,23 @@ from extendgan_geo.io.raster import HrRaster
 from extendgan_geo.io.reference import RefGrid, upsample_taps
 
 
+def _write_1band(path, data, transform, nodata=None):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[-1],
+        height=data.shape[-2],
+        count=1,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=transform,
+        nodata=nodata,
+    ) as ds:
+        ds.write(data.reshape(1, *data.shape[-2:]))
+    return str(path)
+
+
 @pytest.fixture
 def grid(make_raster, make_reference):
     hr = HrRaster.open(make_raster(), indexes=None, nodata=None)
@@ -76,21 +93,10 @@ def test_intermediate_grid_matches_a_direct_warp(tmp_path, factor):
     size, scale = 390, 2 * factor
     yy, xx = np.mgrid[0 : size // scale, 0 : size // scale]
     smooth = (np.sin(xx / 3.0) + np.cos(yy / 4.0)).astype("float32")[None]
-    paths = {}
-    for name, data, res in (("ref", smooth, scale), ("hr", np.zeros((1, size, size), "float32"), 1)):
-        paths[name] = str(tmp_path / f"{name}.tif")
-        with rasterio.open(
-            paths[name],
-            "w",
-            driver="GTiff",
-            width=data.shape[2],
-            height=data.shape[1],
-            count=1,
-            dtype="float32",
-            crs="EPSG:32633",
-            transform=Affine(res, 0, 500000, 0, -res, 4000000),
-        ) as ds:
-            ds.write(data)
+    paths = {
+        name: _write_1band(tmp_path / f"{name}.tif", data, Affine(res, 0, 500000, 0, -res, 4000000))
+        for name, data, res in (("ref", smooth, scale), ("hr", np.zeros((size, size), "float32"), 1))
+    }
     with rasterio.open(paths["ref"]) as ref, rasterio.open(paths["hr"]) as hr:
         grids = {k: RefGrid.build(ref, hr, indexes=(1,), nodata=None, resampling=k) for k in ("cubic", "nearest")}
         assert grids["cubic"].factor == factor
@@ -135,21 +141,10 @@ def test_cubic_cells_follow_a_direct_warp_of_a_detailed_reference(tmp_path, fact
 
     size, scale = 390, 2 * factor
     noise = np.random.default_rng(0).normal(size=(1, size // scale, size // scale)).astype("float32")
-    paths = {}
-    for name, data, res in (("ref", noise, scale), ("hr", np.zeros((1, size, size), "float32"), 1)):
-        paths[name] = str(tmp_path / f"{name}.tif")
-        with rasterio.open(
-            paths[name],
-            "w",
-            driver="GTiff",
-            width=data.shape[2],
-            height=data.shape[1],
-            count=1,
-            dtype="float32",
-            crs="EPSG:32633",
-            transform=Affine(res, 0, 500000, 0, -res, 4000000),
-        ) as ds:
-            ds.write(data)
+    paths = {
+        name: _write_1band(tmp_path / f"{name}.tif", data, Affine(res, 0, 500000, 0, -res, 4000000))
+        for name, data, res in (("ref", noise, scale), ("hr", np.zeros((size, size), "float32"), 1))
+    }
     with rasterio.open(paths["ref"]) as ref, rasterio.open(paths["hr"]) as hr:
         grid = RefGrid.build(ref, hr, indexes=(1,), nodata=None, resampling="lanczos")
         assert grid.kernel == "cubic"
@@ -162,23 +157,6 @@ def test_cubic_cells_follow_a_direct_warp_of_a_detailed_reference(tmp_path, fact
     err = {k: np.sqrt(np.mean((v - exact) ** 2)) / noise.std() for k, v in reads.items()}
     assert err["cubic"] < 0.07, err
     assert err["cubic"] < 0.5 * err["linear"], err
-
-
-def _write_1band(path, data, transform, nodata=None):
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=data.shape[-1],
-        height=data.shape[-2],
-        count=1,
-        dtype="float32",
-        crs="EPSG:32633",
-        transform=transform,
-        nodata=nodata,
-    ) as ds:
-        ds.write(data.reshape(1, *data.shape[-2:]))
-    return str(path)
 
 
 @pytest.mark.parametrize("resampling", ["lanczos", "cubic", "bilinear"])
